@@ -1,0 +1,203 @@
+//! Command-line flags (each also an environment variable), validated once at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use warp::http::HeaderValue;
+
+/// tickcast: a stock-market simulator that broadcasts quotes as Server-Sent Events.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tickcast", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TICKCAST_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// CSV file of symbols: symbol,name,price,volatility,drift,tick_size,beta.
+    #[arg(long, env = "TICKCAST_SYMBOLS", default_value = "data/symbols.csv")]
+    pub symbols: PathBuf,
+
+    /// Seed of the simulation: the same seed gives the same updates in the same order.
+    /// Without it a random seed is chosen and logged.
+    #[arg(long, env = "TICKCAST_SEED")]
+    pub seed: Option<u64>,
+
+    /// Mean updates per second per symbol (Poisson).
+    #[arg(long, env = "TICKCAST_RATE", default_value_t = 2.0)]
+    pub rate: f64,
+
+    /// Market seconds per wall-clock second: 60 moves prices as much in a second as a real
+    /// market moves in a minute. It does not change the update rate.
+    #[arg(long, env = "TICKCAST_SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+
+    /// Updates kept for Last-Event-ID replay (counted over all symbols).
+    #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 10_000)]
+    pub history: usize,
+
+    /// Seconds between heartbeat events.
+    #[arg(long, env = "TICKCAST_HEARTBEAT_SECS", default_value_t = 15)]
+    pub heartbeat_secs: u64,
+
+    /// Reconnection delay sent to browsers in the `retry:` field, milliseconds.
+    #[arg(long, env = "TICKCAST_RETRY_MS", default_value_t = 3000)]
+    pub retry_ms: u64,
+
+    /// Most SSE streams open at once; more get 503 with Retry-After.
+    #[arg(long, env = "TICKCAST_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+
+    /// Most symbols one request may name [default: the number of symbols loaded].
+    #[arg(long, env = "TICKCAST_MAX_SYMBOLS")]
+    pub max_symbols: Option<usize>,
+
+    /// Value of Access-Control-Allow-Origin on every response.
+    #[arg(long, env = "TICKCAST_CORS_ORIGIN", default_value = "*")]
+    pub cors_origin: String,
+
+    /// Serve the dashboard from this directory instead of the copy built into the binary.
+    #[arg(long, env = "TICKCAST_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Minimum milliseconds between two writes to one client: updates due in between go out
+    /// together. 0 publishes every update as soon as it is due.
+    #[arg(long, env = "TICKCAST_FLUSH_MS", default_value_t = 100)]
+    pub flush_ms: u64,
+
+    /// Worker threads of the runtime [default: one per core].
+    #[arg(long, env = "TICKCAST_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// A flag value that parses but makes no sense.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--rate must be > 0 and <= 100000, got {0}")]
+    Rate(f64),
+    #[error("--speed must be > 0 and <= 1000000, got {0}")]
+    Speed(f64),
+    #[error("--history must be at least 1")]
+    History,
+    #[error("--heartbeat-secs must be between 1 and 3600, got {0}")]
+    Heartbeat(u64),
+    #[error("--retry-ms must be between 1 and 3600000, got {0}")]
+    Retry(u64),
+    #[error("--max-clients must be at least 1")]
+    MaxClients,
+    #[error("--max-symbols must be at least 1")]
+    MaxSymbols,
+    #[error("--cors-origin is not a valid header value: {0:?}")]
+    CorsOrigin(String),
+    #[error("--flush-ms must be at most 10000, got {0}")]
+    Flush(u64),
+    #[error("--threads must be between 1 and 1024, got {0}")]
+    Threads(usize),
+    #[error("--web-dir {0} is not a directory")]
+    WebDir(PathBuf),
+}
+
+impl Config {
+    /// Checks every value that clap cannot check alone.
+    ///
+    /// # Errors
+    /// The first invalid value, named by its flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.rate > 0.0 && self.rate <= 100_000.0) {
+            return Err(ConfigError::Rate(self.rate));
+        }
+        if !(self.speed > 0.0 && self.speed <= 1_000_000.0) {
+            return Err(ConfigError::Speed(self.speed));
+        }
+        if self.history == 0 {
+            return Err(ConfigError::History);
+        }
+        if !(1..=3600).contains(&self.heartbeat_secs) {
+            return Err(ConfigError::Heartbeat(self.heartbeat_secs));
+        }
+        if !(1..=3_600_000).contains(&self.retry_ms) {
+            return Err(ConfigError::Retry(self.retry_ms));
+        }
+        if self.max_clients == 0 {
+            return Err(ConfigError::MaxClients);
+        }
+        if self.max_symbols == Some(0) {
+            return Err(ConfigError::MaxSymbols);
+        }
+        if HeaderValue::from_str(&self.cors_origin).is_err() || self.cors_origin.is_empty() {
+            return Err(ConfigError::CorsOrigin(self.cors_origin.clone()));
+        }
+        if self.flush_ms > 10_000 {
+            return Err(ConfigError::Flush(self.flush_ms));
+        }
+        if let Some(t) = self.threads {
+            if !(1..=1024).contains(&t) {
+                return Err(ConfigError::Threads(t));
+            }
+        }
+        if let Some(dir) = &self.web_dir {
+            if !dir.is_dir() {
+                return Err(ConfigError::WebDir(dir.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration with every default, as a test or bench would start from.
+    pub fn defaults() -> Config {
+        Config::parse_from(["tickcast"])
+    }
+
+    /// Interval between heartbeats.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+
+    /// Minimum interval between two publishes (and so between two writes to one client).
+    pub fn flush(&self) -> Duration {
+        Duration::from_millis(self.flush_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("tickcast").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.rate, 2.0);
+        assert_eq!(c.history, 10_000);
+        assert_eq!(c.max_clients, 10_000);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_values_are_refused_with_the_flag_name() {
+        assert_eq!(
+            parse(&["--rate", "0"]).validate(),
+            Err(ConfigError::Rate(0.0))
+        );
+        assert!(parse(&["--rate", "NaN"])
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--rate"));
+        assert_eq!(
+            parse(&["--history", "0"]).validate(),
+            Err(ConfigError::History)
+        );
+        assert_eq!(
+            parse(&["--heartbeat-secs", "0"]).validate(),
+            Err(ConfigError::Heartbeat(0))
+        );
+        assert!(parse(&["--cors-origin", "a\u{7f}b"]).validate().is_err());
+        assert!(Config::try_parse_from(["tickcast", "--addr", "nope"]).is_err());
+    }
+}

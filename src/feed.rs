@@ -1,0 +1,605 @@
+//! The feed: latest quotes, recent history and the wake-up signal that client streams read.
+//!
+//! The publisher is the only writer. Under one write lock it appends a batch to the history and
+//! stores each updated symbol's latest quote in that symbol's `watch` channel; then it announces
+//! the newest seq on the `newest` channel, which wakes every client once per batch. Readers take
+//! the read lock, so a snapshot (newest seq + latest quotes) and the history always agree: a quote
+//! is never both in a snapshot and replayed after it, nor missing from both.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use crate::market::{Symbol, SymbolSpec};
+use crate::metrics::Metrics;
+use crate::sse::Batch;
+
+/// Largest chunk a client is handed in one write while catching up from history. A client far
+/// behind gets several chunks in a row; this bounds what the HTTP layer buffers per client.
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The latest quote of one symbol, already encoded.
+#[derive(Debug, Clone, Default)]
+pub struct Latest {
+    /// Seq of this quote; 0 before the first one.
+    pub seq: u64,
+    /// How many updates this symbol has had, this one included.
+    pub nth: u64,
+    /// The `event: quote` frame (shares the batch's memory).
+    pub frame: Bytes,
+    /// The quote's JSON (shares the batch's memory).
+    pub json: Bytes,
+}
+
+/// Which symbols a client receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// Every symbol: such clients share whole batches without copying.
+    All,
+    /// A subset, as a bitmask over symbol indexes plus the sorted list of those indexes.
+    Some { mask: Vec<u64>, list: Vec<u16> },
+}
+
+impl Subscription {
+    /// A subscription to the given symbol indexes (duplicates ignored).
+    pub fn some(indexes: impl IntoIterator<Item = u16>) -> Self {
+        let mut list: Vec<u16> = indexes.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        let words = list.last().map_or(0, |&max| max as usize / 64 + 1);
+        let mut mask = vec![0u64; words];
+        for &i in &list {
+            mask[i as usize / 64] |= 1 << (i % 64);
+        }
+        Subscription::Some { mask, list }
+    }
+
+    /// Whether symbol `index` is included.
+    pub fn contains(&self, index: u16) -> bool {
+        match self {
+            Subscription::All => true,
+            Subscription::Some { mask, .. } => mask
+                .get(index as usize / 64)
+                .is_some_and(|w| w & (1 << (index % 64)) != 0),
+        }
+    }
+}
+
+/// What one call to [`Feed::collect`] produced for a client.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Frames to write, in ascending seq; `None` if nothing new concerned the client.
+    pub chunk: Option<Bytes>,
+    /// Quote events in `chunk`.
+    pub quotes: u64,
+    /// Updates of the client's symbols skipped by conflation.
+    pub conflated: u64,
+}
+
+/// A client's position: the last seq it was sent, plus the running count of its symbols'
+/// updates up to that point (to count exactly what conflation skips). Two integers: nothing
+/// is queued per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cursor {
+    pub seq: u64,
+    accounted: u64,
+}
+
+/// Recent batches, for replay and catch-up.
+#[derive(Debug, Default)]
+struct History {
+    batches: VecDeque<Arc<Batch>>,
+    /// Updates held in `batches`.
+    held: usize,
+    /// Seq of the newest update published.
+    newest: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    specs: Vec<SymbolSpec>,
+    by_symbol: HashMap<Symbol, u16>,
+    latest: Vec<watch::Sender<Latest>>,
+    history: RwLock<History>,
+    /// How many updates replay may go back: the history window, counted globally.
+    history_limit: usize,
+    newest: watch::Sender<u64>,
+    heartbeat: watch::Sender<Bytes>,
+    clients: AtomicUsize,
+    metrics: Metrics,
+    started: tokio::time::Instant,
+}
+
+/// Cheap handle to the shared feed state.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    shared: Arc<Shared>,
+}
+
+impl Feed {
+    /// An empty feed for `specs`, keeping the last `history_limit` updates for replay.
+    pub fn new(specs: Vec<SymbolSpec>, history_limit: usize) -> Feed {
+        let by_symbol = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.symbol.clone(), i as u16))
+            .collect();
+        let latest = specs
+            .iter()
+            .map(|_| watch::Sender::new(Latest::default()))
+            .collect();
+        Feed {
+            shared: Arc::new(Shared {
+                specs,
+                by_symbol,
+                latest,
+                history: RwLock::new(History::default()),
+                history_limit,
+                newest: watch::Sender::new(0),
+                heartbeat: watch::Sender::new(Bytes::new()),
+                clients: AtomicUsize::new(0),
+                metrics: Metrics::default(),
+                started: tokio::time::Instant::now(),
+            }),
+        }
+    }
+
+    /// The symbol table, in index order.
+    pub fn specs(&self) -> &[SymbolSpec] {
+        &self.shared.specs
+    }
+
+    /// Index of `symbol`, if it is simulated.
+    pub fn index_of(&self, symbol: &Symbol) -> Option<u16> {
+        self.shared.by_symbol.get(symbol).copied()
+    }
+
+    /// Service counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Time since the feed was created.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
+    /// Seq of the newest published update.
+    pub fn newest_seq(&self) -> u64 {
+        *self.shared.newest.borrow()
+    }
+
+    /// Updates currently available for replay.
+    pub fn history_len(&self) -> usize {
+        let h = self.read_history();
+        h.held.min(self.shared.history_limit)
+    }
+
+    /// Wakes once per published batch; the value is the newest seq.
+    pub fn subscribe_newest(&self) -> watch::Receiver<u64> {
+        self.shared.newest.subscribe()
+    }
+
+    /// Wakes on every heartbeat; the value is the encoded heartbeat frame.
+    pub fn subscribe_heartbeat(&self) -> watch::Receiver<Bytes> {
+        self.shared.heartbeat.subscribe()
+    }
+
+    /// Receiver of one symbol's latest quote.
+    pub fn subscribe_symbol(&self, index: u16) -> watch::Receiver<Latest> {
+        self.shared.latest[index as usize].subscribe()
+    }
+
+    /// Publishes a heartbeat frame to every stream.
+    pub fn publish_heartbeat(&self, frame: Bytes) {
+        self.shared.heartbeat.send_replace(frame);
+    }
+
+    /// Publishes one batch: history, latest quotes, then the wake-up.
+    pub fn publish(&self, batch: Batch) {
+        let last_seq = batch.last_seq();
+        let count = batch.len();
+        let batch = Arc::new(batch);
+        {
+            let mut h = self
+                .shared
+                .history
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            debug_assert_eq!(batch.first_seq, h.newest + 1, "batches are contiguous");
+            for (i, f) in batch.frames.iter().enumerate() {
+                let seq = batch.first_seq + i as u64;
+                self.shared.latest[f.symbol as usize].send_modify(|latest| {
+                    latest.seq = seq;
+                    latest.nth += 1;
+                    latest.frame = batch.frame(i);
+                    latest.json = batch.json(i);
+                });
+            }
+            h.held += count;
+            h.batches.push_back(batch);
+            // Drop whole batches that lie entirely outside the window.
+            while let Some(front) = h.batches.front() {
+                if h.held - front.len() >= self.shared.history_limit {
+                    h.held -= front.len();
+                    h.batches.pop_front();
+                } else {
+                    break;
+                }
+            }
+            h.newest = last_seq;
+        }
+        let metrics = &self.shared.metrics;
+        metrics
+            .updates_generated
+            .fetch_add(count as u64, Ordering::Relaxed);
+        metrics.batches_published.fetch_add(1, Ordering::Relaxed);
+        self.shared.newest.send_replace(last_seq);
+    }
+
+    /// Current quotes of the subscribed symbols and the seq they are consistent with.
+    /// The seq is the global newest; every quote returned has a seq at or below it.
+    pub fn snapshot(&self, sub: &Subscription) -> (u64, Vec<Latest>, Cursor) {
+        let h = self.read_history();
+        let quotes: Vec<Latest> = self
+            .indexes(sub)
+            .map(|i| self.shared.latest[i as usize].borrow().clone())
+            .filter(|l| l.seq > 0)
+            .collect();
+        let accounted = quotes.iter().map(|l| l.nth).sum();
+        let cursor = Cursor {
+            seq: h.newest,
+            accounted,
+        };
+        (h.newest, quotes, cursor)
+    }
+
+    /// A cursor at `last_event_id` if the history holds every update after it, so the client
+    /// can resume losslessly; `None` if the id is older than the window or in the future.
+    pub fn resume_from(&self, last_event_id: u64, sub: &Subscription) -> Option<Cursor> {
+        let h = self.read_history();
+        if last_event_id > h.newest || last_event_id + 1 < self.window_start(&h) {
+            return None;
+        }
+        // Count the subscribed updates after the id, to know the running total at the id.
+        let mut after = 0;
+        for batch in h.batches.iter().filter(|b| b.last_seq() > last_event_id) {
+            let skip = last_event_id.saturating_sub(batch.first_seq - 1) as usize;
+            after += batch.frames[skip..]
+                .iter()
+                .filter(|f| sub.contains(f.symbol))
+                .count() as u64;
+        }
+        let total: u64 = self
+            .indexes(sub)
+            .map(|i| self.shared.latest[i as usize].borrow().nth)
+            .sum();
+        Some(Cursor {
+            seq: last_event_id,
+            accounted: total - after,
+        })
+    }
+
+    /// Everything after `cursor` for `sub`, in at most about [`MAX_CHUNK_BYTES`], and moves
+    /// the cursor past it. Lossless while the cursor is inside the history window; once it has
+    /// fallen out, the client gets the latest quote of each of its symbols instead (conflation)
+    /// and the skipped updates are counted.
+    pub fn collect(&self, cursor: &mut Cursor, sub: &Subscription) -> Collected {
+        let h = self.read_history();
+        if cursor.seq >= h.newest {
+            return Collected::default();
+        }
+        if cursor.seq + 1 < self.window_start(&h) {
+            return self.conflate(&h, cursor, sub);
+        }
+        let first = h.batches.partition_point(|b| b.last_seq() <= cursor.seq);
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        let mut quotes = 0u64;
+        let mut copy = BytesMut::new();
+        for batch in h.batches.range(first..) {
+            let skip = (cursor.seq + 1).saturating_sub(batch.first_seq) as usize;
+            match sub {
+                Subscription::All => {
+                    let part = batch.frames_from(skip);
+                    size += part.len();
+                    quotes += (batch.len() - skip) as u64;
+                    parts.push(part);
+                    cursor.seq = batch.last_seq();
+                }
+                Subscription::Some { .. } => {
+                    for (i, f) in batch.frames.iter().enumerate().skip(skip) {
+                        if sub.contains(f.symbol) {
+                            copy.extend_from_slice(&batch.bytes[f.start as usize..f.end as usize]);
+                            quotes += 1;
+                        }
+                        cursor.seq = batch.first_seq + i as u64;
+                        if copy.len() >= MAX_CHUNK_BYTES {
+                            break;
+                        }
+                    }
+                    size = copy.len();
+                }
+            }
+            if size >= MAX_CHUNK_BYTES {
+                break;
+            }
+        }
+        cursor.accounted += quotes;
+        let chunk = match sub {
+            Subscription::All if parts.len() == 1 => parts.pop(),
+            Subscription::All => Some(concat(&parts, size)),
+            Subscription::Some { .. } if copy.is_empty() => None,
+            Subscription::Some { .. } => Some(copy.freeze()),
+        };
+        Collected {
+            chunk,
+            quotes,
+            conflated: 0,
+        }
+    }
+
+    fn conflate(&self, h: &History, cursor: &mut Cursor, sub: &Subscription) -> Collected {
+        let mut latest: Vec<Latest> = self
+            .indexes(sub)
+            .map(|i| self.shared.latest[i as usize].borrow().clone())
+            .collect();
+        let total: u64 = latest.iter().map(|l| l.nth).sum();
+        latest.retain(|l| l.seq > cursor.seq);
+        latest.sort_unstable_by_key(|l| l.seq);
+        let quotes = latest.len() as u64;
+        let conflated = total.saturating_sub(cursor.accounted + quotes);
+        let frames: Vec<Bytes> = latest.into_iter().map(|l| l.frame).collect();
+        let size = frames.iter().map(Bytes::len).sum();
+        cursor.seq = h.newest;
+        cursor.accounted = total;
+        self.shared
+            .metrics
+            .updates_conflated
+            .fetch_add(conflated, Ordering::Relaxed);
+        Collected {
+            chunk: (!frames.is_empty()).then(|| concat(&frames, size)),
+            quotes,
+            conflated,
+        }
+    }
+
+    /// First seq of the replay window: the last `history_limit` updates, if held.
+    fn window_start(&self, h: &History) -> u64 {
+        let available = h.held.min(self.shared.history_limit) as u64;
+        h.newest + 1 - available
+    }
+
+    fn indexes<'a>(&'a self, sub: &'a Subscription) -> Box<dyn Iterator<Item = u16> + 'a> {
+        match sub {
+            Subscription::All => Box::new(0..self.shared.specs.len() as u16),
+            Subscription::Some { list, .. } => Box::new(list.iter().copied()),
+        }
+    }
+
+    fn read_history(&self) -> RwLockReadGuard<'_, History> {
+        // A panic while holding the lock cannot leave History half-updated in a way readers
+        // care about (fields are updated together at the end), so poisoning is ignored.
+        self.shared
+            .history
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers an SSE client unless `max` are already connected.
+    pub fn try_register_client(&self, max: usize) -> Option<ClientGuard> {
+        let clients = &self.shared.clients;
+        let mut current = clients.load(Ordering::Relaxed);
+        loop {
+            if current >= max {
+                self.shared
+                    .metrics
+                    .streams_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match clients.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        self.shared
+            .metrics
+            .streams_opened
+            .fetch_add(1, Ordering::Relaxed);
+        Some(ClientGuard { feed: self.clone() })
+    }
+
+    /// Open SSE streams.
+    pub fn clients(&self) -> usize {
+        self.shared.clients.load(Ordering::Relaxed)
+    }
+}
+
+fn concat(parts: &[Bytes], size: usize) -> Bytes {
+    let mut buf = BytesMut::with_capacity(size);
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
+    buf.freeze()
+}
+
+/// Holds one slot of `--max-clients`; the slot frees when the stream is dropped.
+#[derive(Debug)]
+pub struct ClientGuard {
+    feed: Feed,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.feed.shared.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::simulator::{SimConfig, Simulator};
+    use crate::market::{symbols, Update};
+    use std::path::Path;
+
+    fn setup(history: usize) -> (Feed, Simulator) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/symbols.csv");
+        let specs = symbols::load(&path).unwrap();
+        let sim = Simulator::try_new(
+            &specs,
+            SimConfig {
+                seed: 1,
+                rate: 5.0,
+                speed: 1.0,
+                start_epoch_ms: 0,
+            },
+        )
+        .unwrap();
+        let feed = Feed::new(specs, history);
+        feed.publish(Batch::encode(&sim.opening_quotes()));
+        (feed, sim)
+    }
+
+    fn step(feed: &Feed, sim: &mut Simulator, until_ms: u64) -> Vec<Update> {
+        let mut out = Vec::new();
+        sim.advance_to(until_ms * 1_000_000, &mut out);
+        if !out.is_empty() {
+            feed.publish(Batch::encode(&out));
+        }
+        out
+    }
+
+    fn ids(chunk: &[u8]) -> Vec<u64> {
+        std::str::from_utf8(chunk)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn all_subscription_gets_every_update_in_order() {
+        let (feed, mut sim) = setup(100_000);
+        let (seq, quotes, mut cursor) = feed.snapshot(&Subscription::All);
+        assert_eq!(quotes.len(), feed.specs().len());
+        assert_eq!(seq, feed.specs().len() as u64);
+        step(&feed, &mut sim, 100);
+        step(&feed, &mut sim, 200);
+        let got = feed.collect(&mut cursor, &Subscription::All);
+        let expected: Vec<u64> = (seq + 1..=feed.newest_seq()).collect();
+        assert_eq!(ids(&got.chunk.unwrap()), expected);
+        assert_eq!(cursor.seq, feed.newest_seq());
+        assert!(feed
+            .collect(&mut cursor, &Subscription::All)
+            .chunk
+            .is_none());
+    }
+
+    #[test]
+    fn subset_gets_only_its_symbols() {
+        let (feed, mut sim) = setup(100_000);
+        let sub = Subscription::some([0, 3]);
+        let (_, quotes, mut cursor) = feed.snapshot(&sub);
+        assert_eq!(quotes.len(), 2);
+        let updates = step(&feed, &mut sim, 2000);
+        let expected: Vec<u64> = updates
+            .iter()
+            .filter(|u| sub.contains(u.symbol_index))
+            .map(|u| u.quote.seq)
+            .collect();
+        let mut got = Vec::new();
+        loop {
+            let c = feed.collect(&mut cursor, &sub);
+            match c.chunk {
+                Some(chunk) => got.extend(ids(&chunk)),
+                None if cursor.seq == feed.newest_seq() => break,
+                None => {}
+            }
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn resume_replays_exactly_the_missed_updates() {
+        let (feed, mut sim) = setup(100_000);
+        step(&feed, &mut sim, 500);
+        let id = feed.newest_seq() - 37;
+        let mut cursor = feed.resume_from(id, &Subscription::All).unwrap();
+        let got = feed.collect(&mut cursor, &Subscription::All);
+        assert_eq!(
+            ids(&got.chunk.unwrap()),
+            (id + 1..=feed.newest_seq()).collect::<Vec<_>>()
+        );
+        assert!(feed
+            .resume_from(feed.newest_seq() + 1, &Subscription::All)
+            .is_none());
+        assert!(
+            feed.resume_from(0, &Subscription::All).is_some(),
+            "history holds seq 1"
+        );
+    }
+
+    #[test]
+    fn a_client_outside_the_window_is_conflated_and_counted() {
+        let (feed, mut sim) = setup(50);
+        let sub = Subscription::some([1, 2]);
+        let (_, _, mut cursor) = feed.snapshot(&sub);
+        let mut updates = Vec::new();
+        for ms in (100..=3000).step_by(100) {
+            updates.extend(step(&feed, &mut sim, ms));
+        }
+        assert!(feed.resume_from(cursor.seq, &sub).is_none());
+        let got = feed.collect(&mut cursor, &sub);
+        let mine = updates
+            .iter()
+            .filter(|u| sub.contains(u.symbol_index))
+            .count() as u64;
+        assert_eq!(got.quotes, 2, "latest quote of each symbol");
+        assert_eq!(got.conflated, mine - 2);
+        assert_eq!(cursor.seq, feed.newest_seq());
+        let chunk = got.chunk.unwrap();
+        let got_ids = ids(&chunk);
+        assert!(got_ids.windows(2).all(|w| w[0] < w[1]), "ascending ids");
+    }
+
+    #[test]
+    fn catch_up_is_split_into_bounded_chunks() {
+        let (feed, mut sim) = setup(1_000_000);
+        let start = feed.newest_seq();
+        for ms in (100..=3000).step_by(100) {
+            step(&feed, &mut sim, ms);
+        }
+        let mut cursor = feed.resume_from(start, &Subscription::All).unwrap();
+        let mut chunks = 0;
+        let mut got = Vec::new();
+        while let Some(chunk) = feed.collect(&mut cursor, &Subscription::All).chunk {
+            assert!(chunk.len() < MAX_CHUNK_BYTES * 2);
+            got.extend(ids(&chunk));
+            chunks += 1;
+        }
+        assert!(chunks > 1);
+        assert_eq!(got, (start + 1..=feed.newest_seq()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn client_slots_are_limited_and_freed() {
+        let (feed, _) = setup(10);
+        let a = feed.try_register_client(2).unwrap();
+        let _b = feed.try_register_client(2).unwrap();
+        assert!(feed.try_register_client(2).is_none());
+        drop(a);
+        assert_eq!(feed.clients(), 1);
+        assert!(feed.try_register_client(2).is_some());
+    }
+}

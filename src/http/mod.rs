@@ -1,0 +1,135 @@
+//! The HTTP API as warp filters: one small function per route, joined in [`routes`].
+//!
+//! Every response, errors included, carries `Access-Control-Allow-Origin`; every rejection
+//! becomes a JSON error in [`rejection::handle`].
+
+pub mod assets;
+pub mod params;
+pub mod quotes;
+pub mod rejection;
+pub mod rest;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use warp::http::{header, HeaderValue, Method, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+use crate::config::Config;
+use crate::feed::Feed;
+use crate::shutdown::ShutdownTrigger;
+use assets::Assets;
+use rejection::{ApiError, ALLOWED_METHODS};
+
+/// What the handlers share: the feed and the validated configuration.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub feed: Feed,
+    pub config: Arc<Config>,
+    /// Streams subscribe to it to end on shutdown.
+    pub shutdown: ShutdownTrigger,
+    pub assets: Arc<Assets>,
+    /// `GET /symbols` never changes, so it is encoded once.
+    pub symbols_json: Bytes,
+}
+
+impl App {
+    /// Most symbols one request may name.
+    pub fn max_symbols(&self) -> usize {
+        self.config.max_symbols.unwrap_or(self.feed.specs().len())
+    }
+}
+
+/// All routes, with CORS on every response and errors as JSON.
+pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let origin = HeaderValue::from_str(&app.config.cors_origin)
+        .expect("--cors-origin is validated at start-up");
+    preflight()
+        .or(quotes::quotes(app.clone()))
+        .or(quotes::quote_one(app.clone()))
+        .or(rest::symbols(app.clone()))
+        .or(rest::snapshot(app.clone()))
+        .or(rest::healthz(app.clone()))
+        .or(rest::metrics(app.clone()))
+        .or(assets::assets(app))
+        .recover(rejection::handle)
+        .with(warp::reply::with::header(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin,
+        ))
+}
+
+/// OPTIONS on any path: the CORS preflight for cross-origin `fetch` with `Last-Event-ID`.
+fn preflight() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    method_is(Method::OPTIONS).map(|| {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOWED_METHODS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Last-Event-ID, Cache-Control, Accept"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        response
+    })
+}
+
+/// Passes requests with `method`; others are rejected as not found, so that they fall through
+/// to the other routes.
+fn method_is(method: Method) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and_then(move |m: Method| {
+            let ok = m == method;
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// Passes GET and HEAD; any other method on a matched path is a 405 with `Allow`.
+pub fn read_only() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and_then(|m: Method| async move {
+            if m == Method::GET || m == Method::HEAD {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(ApiError::MethodNotAllowed))
+            }
+        })
+        .untuple_one()
+}
+
+/// The raw query string, empty when there is none.
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// Injects the shared state.
+pub fn with_app(app: App) -> impl Filter<Extract = (App,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// A JSON reply from already-encoded bytes.
+pub fn json_bytes(body: Bytes) -> warp::reply::Response {
+    let mut response = warp::reply::Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

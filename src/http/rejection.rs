@@ -1,0 +1,103 @@
+//! Rejection causes and the single place where every rejection becomes a JSON reply.
+//!
+//! A 4xx body says what was wrong with the request; a 5xx says little, and the details go to
+//! the log. Every error body is `{"error": <snake_case code>, "message": <text>, ...}`.
+
+use std::convert::Infallible;
+
+use serde_json::json;
+use warp::http::header::{ALLOW, RETRY_AFTER};
+use warp::http::{HeaderValue, StatusCode};
+use warp::reject::Reject;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+/// Methods every route accepts (all routes are read-only).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("unknown symbol(s): {}", .0.join(", "))]
+    UnknownSymbols(Vec<String>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{requested} symbols requested; at most {max} are allowed per request")]
+    TooManySymbols { requested: usize, max: usize },
+    #[error("{max} streams are open, the most this server allows; retry later")]
+    TooManyClients { max: usize, retry_after_secs: u64 },
+    #[error("method not allowed; this resource allows {ALLOWED_METHODS}")]
+    MethodNotAllowed,
+    #[error("no resource at {0}")]
+    NotFound(String),
+}
+
+impl Reject for ApiError {}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownSymbols(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::TooManySymbols { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooManyClients { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The short machine-readable code in the `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownSymbols(_) => "unknown_symbol",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooManySymbols { .. } => "too_many_symbols",
+            ApiError::TooManyClients { .. } => "too_many_clients",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::NotFound(_) => "not_found",
+        }
+    }
+
+    /// The JSON reply, with `Allow` on 405 and `Retry-After` on 503.
+    pub fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        match &self {
+            ApiError::UnknownSymbols(unknown) => body["unknown"] = json!(unknown),
+            ApiError::TooManySymbols { max, .. } => body["max"] = json!(max),
+            _ => {}
+        }
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::MethodNotAllowed => {
+                headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            ApiError::TooManyClients {
+                retry_after_secs, ..
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Turns any rejection into a JSON error reply.
+pub async fn handle(err: Rejection) -> Result<Response, Infallible> {
+    if let Some(api) = err.find::<ApiError>() {
+        return Ok(api.clone().into_response());
+    }
+    if err.is_not_found() {
+        return Ok(ApiError::NotFound("this path".into()).into_response());
+    }
+    if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return Ok(ApiError::MethodNotAllowed.into_response());
+    }
+    tracing::error!(?err, "unhandled rejection");
+    let body = json!({ "error": "internal", "message": "internal server error" });
+    Ok(
+        warp::reply::with_status(warp::reply::json(&body), StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+    )
+}

@@ -1,0 +1,86 @@
+//! The JSON and text endpoints: `/symbols`, `/snapshot`, `/healthz`, `/metrics`.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::json;
+use warp::http::{header, HeaderValue};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::params::{self, query_pairs};
+use super::{json_bytes, raw_query, read_only, with_app, App};
+use crate::feed::Subscription;
+use crate::metrics::Gauges;
+use crate::sse;
+
+/// GET /symbols — the symbol table.
+pub fn symbols(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("symbols")
+        .and(read_only())
+        .and(with_app(app))
+        .map(|app: App| json_bytes(app.symbols_json.clone()))
+}
+
+/// GET /snapshot?symbols=AAPL,MSFT — current quotes of all or the listed symbols.
+pub fn snapshot(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("snapshot")
+        .and(read_only())
+        .and(raw_query())
+        .and(with_app(app))
+        .and_then(current_quotes)
+}
+
+/// GET /healthz — liveness with a few numbers.
+pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("healthz")
+        .and(read_only())
+        .and(with_app(app))
+        .map(|app: App| {
+            let body = json!({
+                "status": "ok",
+                "symbols": app.feed.specs().len(),
+                "clients": app.feed.clients(),
+                "seq": app.feed.newest_seq(),
+                "uptime_s": app.feed.uptime().as_secs(),
+            });
+            json_bytes(Bytes::from(body.to_string()))
+        })
+}
+
+/// GET /metrics — Prometheus text format.
+pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(read_only())
+        .and(with_app(app))
+        .map(|app: App| {
+            let feed = &app.feed;
+            let text = feed.metrics().render(Gauges {
+                clients: feed.clients(),
+                seq: feed.newest_seq(),
+                symbols: feed.specs().len(),
+                uptime_secs: feed.uptime().as_secs(),
+                history_len: feed.history_len(),
+            });
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        })
+}
+
+async fn current_quotes(query: String, app: App) -> Result<Response, Rejection> {
+    let pairs = query_pairs(&query);
+    let sub = match params::symbols_param(&pairs) {
+        None => Subscription::All,
+        Some(list) => Subscription::some(params::resolve_symbols(
+            &app.feed,
+            &list,
+            app.max_symbols(),
+        )?),
+    };
+    let (_, quotes, _) = app.feed.snapshot(&sub);
+    let mut body = BytesMut::with_capacity(quotes.len() * 340 + 2);
+    sse::json_array_into(&mut body, quotes.iter().map(|q| &q.json[..]));
+    Ok(json_bytes(body.freeze()))
+}

@@ -1,0 +1,27 @@
+//! tickcast: a stock-market simulator that broadcasts quotes as Server-Sent Events.
+//!
+//! # Layout
+//! - [`market`]: symbols, quotes, the random walk and the deterministic simulator.
+//! - [`sse`]: the wire format; each update is encoded here once.
+//! - [`feed`]: latest quotes (`watch` channels), history for replay, client cursors.
+//! - [`stream`]: one client's stream: a cursor plus a subscription.
+//! - [`publisher`]: the tasks that run the simulator and the heartbeat on tokio's clock.
+//! - [`http`]: warp filters for every route, and the JSON error replies.
+//! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
+//! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
+//!
+//! Data flows one way: simulator → encoder → feed → client streams → sockets.
+
+pub mod config;
+pub mod feed;
+pub mod http;
+pub mod market;
+pub mod metrics;
+pub mod publisher;
+pub mod server;
+pub mod shutdown;
+pub mod sse;
+pub mod stream;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,69 @@
+//! The tasks that drive the feed: the simulator, paced by tokio's clock, and the heartbeat.
+//!
+//! Feed time is the time since the simulator started, read from tokio's clock (so tests can
+//! pause it). The simulator decides *what* happens and *when* in feed time; this module only
+//! decides when to publish. It publishes what is due at most once per `flush` interval, as one
+//! encoded batch, which is what bounds how often each client is woken and written to. If the
+//! task runs late it simply publishes a bigger batch: the updates are the same either way.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::{sleep_until, Instant, MissedTickBehavior};
+
+use crate::feed::Feed;
+use crate::market::Simulator;
+use crate::shutdown::Shutdown;
+use crate::sse::{self, Batch};
+
+/// Wall-clock now, epoch milliseconds.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Publishes the opening quotes, then everything the simulator generates, until shutdown.
+///
+/// `started` is feed time 0: the instant matching the simulator's `start_epoch_ms`.
+pub async fn run_market(
+    feed: Feed,
+    mut sim: Simulator,
+    started: Instant,
+    flush: Duration,
+    mut shutdown: Shutdown,
+) {
+    let mut updates = sim.opening_quotes();
+    feed.publish(Batch::encode(&updates));
+    let mut last_publish = started;
+    loop {
+        updates.clear();
+        let next_due = started + Duration::from_nanos(sim.next_update_ns());
+        let wake = next_due.max(last_publish + flush);
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => return,
+            () = sleep_until(wake) => {}
+        }
+        let now = Instant::now();
+        let feed_ns = now.saturating_duration_since(started).as_nanos() as u64;
+        sim.advance_to(feed_ns, &mut updates);
+        if !updates.is_empty() {
+            feed.publish(Batch::encode(&updates));
+        }
+        last_publish = now;
+    }
+}
+
+/// Publishes a heartbeat frame every `every`, encoded once for all streams.
+pub async fn run_heartbeat(feed: Feed, every: Duration, mut shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => return,
+            _ = ticks.tick() => {}
+        }
+        feed.publish_heartbeat(sse::heartbeat_frame(epoch_ms(), feed.newest_seq()));
+    }
+}

@@ -1,0 +1,159 @@
+//! The server around the filters: our own accept loop on hyper-util, for what `warp::serve`
+//! does not give — HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on one port, `TCP_NODELAY`,
+//! and a shutdown that ends open SSE streams instead of waiting for them forever.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::feed::Feed;
+use crate::http::{self, assets::Assets, App};
+use crate::market::simulator::{SimConfig, SimError, Simulator};
+use crate::market::SymbolSpec;
+use crate::publisher;
+use crate::shutdown;
+
+/// How long open connections get to finish after shutdown before they are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest a client may take to send its request headers; ends idle or slow-loris sockets.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid simulation settings: {0}")]
+    Simulation(#[from] SimError),
+    #[error("cannot open web directory: {0}")]
+    WebDir(#[source] std::io::Error),
+}
+
+/// Runs tickcast on `listener` until `shutdown` completes, then ends every stream, waits for
+/// connections to close (at most [`SHUTDOWN_GRACE`]) and returns.
+///
+/// `config` must have been validated; `specs` is the loaded symbol table.
+///
+/// # Errors
+/// Invalid simulation settings or web directory.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    specs: Vec<SymbolSpec>,
+    shutdown_signal: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let seed = config.seed.unwrap_or_else(rand::random);
+    let started = tokio::time::Instant::now();
+    let sim = Simulator::try_new(
+        &specs,
+        SimConfig {
+            seed,
+            rate: config.rate,
+            speed: config.speed,
+            start_epoch_ms: publisher::epoch_ms(),
+        },
+    )?;
+    let assets = Assets::new(config.web_dir.as_deref()).map_err(ServeError::WebDir)?;
+    let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
+    let feed = Feed::new(specs, config.history);
+    let (trigger, stop) = shutdown::channel();
+
+    let market = tokio::spawn(publisher::run_market(
+        feed.clone(),
+        sim,
+        started,
+        config.flush(),
+        stop.clone(),
+    ));
+    let heartbeat = tokio::spawn(publisher::run_heartbeat(
+        feed.clone(),
+        config.heartbeat(),
+        stop.clone(),
+    ));
+
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(
+            %addr,
+            symbols = feed.specs().len(),
+            seed,
+            rate = config.rate,
+            flush_ms = config.flush_ms,
+            "tickcast listening on http://{addr}"
+        );
+    }
+    let app = App {
+        feed,
+        config: Arc::new(config),
+        shutdown: trigger.clone(),
+        assets: Arc::new(assets),
+        symbols_json,
+    };
+    let service = TowerToHyperService::new(warp::service(http::routes(app)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+
+    tokio::pin!(shutdown_signal);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown_signal => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) => {
+                // Usually EMFILE: out of file descriptors. Back off instead of spinning, so
+                // closing connections can free some.
+                tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
+        let builder = builder.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection(TokioIo::new(socket), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+
+    tracing::info!("shutting down: ending streams");
+    drop(listener);
+    trigger.fire();
+    let _ = tokio::join!(market, heartbeat);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; dropping them");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The Server-Sent-Events wire format, and the only place that knows it.
+//!
+//! Every update is encoded here exactly once. A publish step's updates become one [`Batch`]:
+//! their frames concatenated into one shared [`Bytes`], with an index of where each frame and
+//! its JSON lie. Clients then write slices of that buffer; nothing is formatted per client.
+
+use std::io::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::market::{Quote, Update};
+
+/// Event name of one quote update.
+pub const QUOTE_EVENT: &str = "quote";
+/// Event name of the list of current quotes that opens a stream.
+pub const SNAPSHOT_EVENT: &str = "snapshot";
+/// Event name of the periodic keep-alive.
+pub const HEARTBEAT_EVENT: &str = "heartbeat";
+
+/// Where one update's frame lies inside its batch's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameIndex {
+    /// Index of the symbol in the symbol table.
+    pub symbol: u16,
+    /// Byte range of the whole frame (`event:` line to the blank line).
+    pub start: u32,
+    pub end: u32,
+    /// Byte range of the quote's JSON inside the frame.
+    pub json_start: u32,
+    pub json_end: u32,
+}
+
+/// The encoded updates of one publish step. Sequence numbers are contiguous: frame `i` carries
+/// `first_seq + i`.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub first_seq: u64,
+    pub bytes: Bytes,
+    pub frames: Vec<FrameIndex>,
+}
+
+impl Batch {
+    /// Encodes `updates` (contiguous, ascending seq; at least one) into one buffer.
+    ///
+    /// # Panics
+    /// If `updates` is empty or its seqs are not contiguous: the publisher guarantees both.
+    pub fn encode(updates: &[Update]) -> Batch {
+        let first_seq = updates
+            .first()
+            .expect("a batch has at least one update")
+            .quote
+            .seq;
+        let mut buf = Vec::with_capacity(updates.len() * 360);
+        let mut frames = Vec::with_capacity(updates.len());
+        for (i, update) in updates.iter().enumerate() {
+            assert_eq!(
+                update.quote.seq,
+                first_seq + i as u64,
+                "batch seqs are contiguous"
+            );
+            let start = buf.len() as u32;
+            let (json_start, json_end) = write_quote_frame(&mut buf, &update.quote);
+            frames.push(FrameIndex {
+                symbol: update.symbol_index,
+                start,
+                end: buf.len() as u32,
+                json_start,
+                json_end,
+            });
+        }
+        Batch {
+            first_seq,
+            bytes: Bytes::from(buf),
+            frames,
+        }
+    }
+
+    /// Seq of the last update in the batch.
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + self.frames.len() as u64 - 1
+    }
+
+    /// Number of updates.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether the batch holds no update (never true for a published batch).
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The frame of update `i`, sharing the batch's memory.
+    pub fn frame(&self, i: usize) -> Bytes {
+        let f = &self.frames[i];
+        self.bytes.slice(f.start as usize..f.end as usize)
+    }
+
+    /// The quote JSON of update `i`, sharing the batch's memory.
+    pub fn json(&self, i: usize) -> Bytes {
+        let f = &self.frames[i];
+        self.bytes.slice(f.json_start as usize..f.json_end as usize)
+    }
+
+    /// Frames `from..` as one slice: frames are contiguous in the buffer.
+    pub fn frames_from(&self, from: usize) -> Bytes {
+        self.bytes.slice(self.frames[from].start as usize..)
+    }
+}
+
+/// Appends `event: quote`, `id:` and `data:` lines for `quote`; returns the JSON's byte range.
+fn write_quote_frame(buf: &mut Vec<u8>, quote: &Quote) -> (u32, u32) {
+    buf.extend_from_slice(b"event: quote\nid: ");
+    buf.extend_from_slice(itoa::Buffer::new().format(quote.seq).as_bytes());
+    buf.extend_from_slice(b"\ndata: ");
+    let json_start = buf.len() as u32;
+    serde_json::to_writer(&mut *buf, quote).expect("a quote always serialises");
+    let json_end = buf.len() as u32;
+    buf.extend_from_slice(b"\n\n");
+    (json_start, json_end)
+}
+
+/// The JSON of one quote, as sent in `data:` lines and REST bodies.
+pub fn quote_json(quote: &Quote) -> Vec<u8> {
+    serde_json::to_vec(quote).expect("a quote always serialises")
+}
+
+/// `retry: <ms>`: tells EventSource how long to wait before reconnecting.
+pub fn retry_frame(retry_ms: u64) -> Bytes {
+    Bytes::from(format!("retry: {retry_ms}\n\n"))
+}
+
+/// `event: snapshot` with `id: <seq>` and a JSON array of the given quote objects.
+pub fn snapshot_frame<'a>(seq: u64, quotes: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4096);
+    buf.put_slice(b"event: snapshot\nid: ");
+    buf.put_slice(itoa::Buffer::new().format(seq).as_bytes());
+    buf.put_slice(b"\ndata: ");
+    json_array_into(&mut buf, quotes);
+    buf.put_slice(b"\n\n");
+    buf.freeze()
+}
+
+/// Writes `[a,b,...]` from already-encoded JSON values.
+pub fn json_array_into<'a>(buf: &mut BytesMut, items: impl IntoIterator<Item = &'a [u8]>) {
+    buf.put_u8(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        buf.put_slice(item);
+    }
+    buf.put_u8(b']');
+}
+
+/// `event: heartbeat` with `{"ts":..,"seq":..}` and deliberately no `id:` line, so the
+/// browser's last event id stays that of the last quote.
+pub fn heartbeat_frame(ts_ms: u64, seq: u64) -> Bytes {
+    let mut buf = Vec::with_capacity(64);
+    write!(
+        buf,
+        "event: heartbeat\ndata: {{\"ts\":{ts_ms},\"seq\":{seq}}}\n\n"
+    )
+    .expect("writing to a Vec cannot fail");
+    Bytes::from(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::Symbol;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    pub(crate) fn sample_quote(seq: u64) -> Quote {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        Quote {
+            symbol: Symbol::from_str("AAPL").unwrap(),
+            seq,
+            ts: 1732480000123,
+            price: d("187.23"),
+            bid: d("187.22"),
+            ask: d("187.24"),
+            bid_size: 300,
+            ask_size: 500,
+            last_size: 100,
+            volume: 1234567,
+            open: d("185.00"),
+            high: d("188.10"),
+            low: d("184.90"),
+            prev_close: d("185.50"),
+            change: d("1.73"),
+            change_pct: d("0.93"),
+        }
+    }
+
+    #[test]
+    fn quote_frame_has_the_documented_text() {
+        let batch = Batch::encode(&[Update {
+            symbol_index: 0,
+            quote: sample_quote(1234),
+        }]);
+        let expected = "event: quote\nid: 1234\ndata: {\"symbol\":\"AAPL\",\"seq\":1234,\"ts\":1732480000123,\"price\":\"187.23\",\"bid\":\"187.22\",\"ask\":\"187.24\",\"bid_size\":300,\"ask_size\":500,\"last_size\":100,\"volume\":1234567,\"open\":\"185.00\",\"high\":\"188.10\",\"low\":\"184.90\",\"prev_close\":\"185.50\",\"change\":\"1.73\",\"change_pct\":\"0.93\"}\n\n";
+        assert_eq!(std::str::from_utf8(&batch.bytes).unwrap(), expected);
+        assert_eq!(batch.json(0), Bytes::from(quote_json(&sample_quote(1234))));
+    }
+
+    #[test]
+    fn batch_indexes_each_frame() {
+        let updates: Vec<Update> = (5..8)
+            .map(|seq| Update {
+                symbol_index: seq as u16,
+                quote: sample_quote(seq),
+            })
+            .collect();
+        let batch = Batch::encode(&updates);
+        assert_eq!(batch.last_seq(), 7);
+        assert!(batch.frame(1).starts_with(b"event: quote\nid: 6\n"));
+        assert!(batch.frames_from(2).starts_with(b"event: quote\nid: 7\n"));
+        assert_eq!(batch.frames[2].symbol, 7);
+    }
+
+    #[test]
+    fn control_frames_have_the_documented_text() {
+        assert_eq!(retry_frame(3000), Bytes::from("retry: 3000\n\n"));
+        assert_eq!(
+            heartbeat_frame(17, 42),
+            Bytes::from("event: heartbeat\ndata: {\"ts\":17,\"seq\":42}\n\n")
+        );
+        let snap = snapshot_frame(9, [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
+        assert_eq!(
+            snap,
+            Bytes::from("event: snapshot\nid: 9\ndata: [{\"a\":1},{\"b\":2}]\n\n")
+        );
+    }
+}
