@@ -52,6 +52,10 @@ pub struct Metrics {
     pub replays_served: AtomicU64,
     /// Updates of subscribed symbols that slow clients skipped: they got the latest quote instead.
     pub updates_conflated: AtomicU64,
+    /// TCP connections accepted since start (an HTTP/2 connection carries many streams).
+    pub connections_accepted: AtomicU64,
+    /// TCP connections closed since start.
+    pub connections_closed: AtomicU64,
 }
 
 /// Values that live elsewhere but belong on the same page.
@@ -161,6 +165,20 @@ impl Metrics {
             "counter",
             "Updates skipped by slow clients, which got the latest quote instead.",
             &[("", load(&self.updates_conflated))],
+        );
+        let accepted = load(&self.connections_accepted);
+        let open = accepted.saturating_sub(load(&self.connections_closed));
+        metric(
+            "tickcast_connections_accepted_total",
+            "counter",
+            "TCP connections accepted (an HTTP/2 connection carries many streams).",
+            &[("", accepted)],
+        );
+        metric(
+            "tickcast_connections_open",
+            "gauge",
+            "TCP connections open.",
+            &[("", open)],
         );
         metric(
             "tickcast_seq",

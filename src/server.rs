@@ -3,6 +3,7 @@
 //! and a shutdown that ends open SSE streams instead of waiting for them forever.
 
 use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +90,7 @@ pub async fn run(
         );
     }
     let app = App {
-        feed,
+        feed: feed.clone(),
         config: Arc::new(config),
         shutdown: trigger.clone(),
         assets: Arc::new(assets),
@@ -136,11 +137,14 @@ pub async fn run(
         let builder = builder.clone();
         let service = service.clone();
         let watcher = graceful.watcher();
+        let feed = feed.clone();
+        feed.metrics().connections_accepted.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             let connection = builder.serve_connection(TokioIo::new(socket), service);
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
+            feed.metrics().connections_closed.fetch_add(1, Relaxed);
         });
     }
 

@@ -1,0 +1,232 @@
+//! The binary itself: bad input exits non-zero with one line, SIGTERM exits 0, and a client that
+//! stops reading costs bounded memory.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickcast");
+
+async fn run_to_end(args: &[&str]) -> (i32, String) {
+    let out = tokio::time::timeout(
+        common::STEP,
+        Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("exits in time")
+    .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_csv(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tickcast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("symbol,name,price,volatility,drift,tick_size,beta\n{body}"),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn bad_symbol_files_are_refused_with_file_line_and_column() {
+    let cases = [
+        (
+            "dup.csv",
+            "A,A,1.00,0.2,0.1,0.01,1\nA,B,2.00,0.2,0.1,0.01,1\n",
+            ":3: column 'symbol': duplicate symbol A",
+        ),
+        (
+            "neg.csv",
+            "A,A,-1.00,0.2,0.1,0.01,1\n",
+            ":2: column 'price': price must be positive",
+        ),
+        (
+            "tick.csv",
+            "A,A,1.00,0.2,0.1,0,1\n",
+            ":2: column 'tick_size': tick size must be positive",
+        ),
+        (
+            "nan.csv",
+            "A,A,1.00,x,0.1,0.01,1\n",
+            ":2: column 'volatility': 'x' is not a number",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let path = write_csv(name, body);
+        let (code, stderr) =
+            run_to_end(&["--symbols", path.to_str().unwrap(), "--addr", "127.0.0.1:0"]).await;
+        assert_ne!(code, 0, "{name}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()) && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    let (code, stderr) = run_to_end(&["--symbols", "/no/such/file.csv"]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("/no/such/file.csv"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_flags_are_refused_with_one_line() {
+    let (code, stderr) = run_to_end(&["--rate", "0", "--symbols", "data/symbols.csv"]).await;
+    assert_ne!(code, 0);
+    assert_eq!(
+        stderr.trim(),
+        "tickcast: error: --rate must be > 0 and <= 100000, got 0"
+    );
+    let (code, _) = run_to_end(&["--rate", "fast"]).await;
+    assert_eq!(code, 2, "clap usage errors exit 2");
+}
+
+#[tokio::test]
+async fn port_in_use_is_one_line_and_non_zero() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
+    let (code, stderr) = run_to_end(&["--addr", &addr, "--symbols", symbols]).await;
+    assert_ne!(code, 0);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+/// Starts the binary on an ephemeral port and returns it with its address (read from the log).
+async fn spawn_server(extra: &[&str]) -> (Child, String) {
+    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
+    let mut child = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0", "--symbols", symbols])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(common::STEP, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("server exited before listening");
+    })
+    .await
+    .expect("server starts in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_streams_and_exits_zero() {
+    let (mut child, addr) = spawn_server(&["--seed", "1"]).await;
+    let mut sse =
+        common::SseClient::connect(&common::http1(), &format!("http://{addr}/quotes"), &[]).await;
+    sse.next_named("snapshot").await;
+    sigterm(&child);
+    let status = tokio::time::timeout(common::STEP, child.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    while sse.next().await.is_some() {}
+}
+
+async fn metric(addr: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quotes() {
+    // 120 symbols x 100 updates/s ~ 4 MB/s of frames; the history holds only 500 updates.
+    let (mut child, addr) = spawn_server(&[
+        "--seed",
+        "1",
+        "--rate",
+        "100",
+        "--history",
+        "500",
+        "--flush-ms",
+        "20",
+    ])
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = metric(&addr, "process_resident_memory_bytes ").await;
+
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(b"GET /quotes HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    // Do not read for 6 seconds while ~24 MB of updates flow.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let rss_stalled = metric(&addr, "process_resident_memory_bytes ").await;
+    let growth = rss_stalled.saturating_sub(rss_before);
+    assert!(
+        growth < 8 << 20,
+        "RSS grew {growth} bytes while the client was stalled"
+    );
+
+    // Now read: after what the socket buffers held, the client is conflated to fresh quotes.
+    let newest_at_resume = metric(&addr, "tickcast_seq ").await;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut text = String::new();
+    let fresh = tokio::time::timeout(common::STEP, async {
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream closed");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let max_id = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("id: ").and_then(|v| v.parse::<u64>().ok()))
+                .max()
+                .unwrap_or(0);
+            if max_id >= newest_at_resume {
+                return max_id;
+            }
+            if text.len() > 1 << 20 {
+                text.drain(..text.len() - 4096);
+            }
+        }
+    })
+    .await
+    .expect("the client catches up to the newest quotes");
+    assert!(fresh >= newest_at_resume);
+    assert!(metric(&addr, "tickcast_updates_conflated_total ").await > 0);
+    sigterm(&child);
+    let _ = tokio::time::timeout(common::STEP, child.wait()).await;
+}

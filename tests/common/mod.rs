@@ -1,0 +1,205 @@
+//! Shared helpers for integration tests: a real server on an ephemeral port, and a small SSE
+//! client over real TCP.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::StreamExt;
+use tickcast::market::symbols;
+use tickcast::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Longest any single await in a test may take before the test fails instead of hanging.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// A tickcast server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Starts a server on 127.0.0.1 with an ephemeral port and the given extra flags.
+pub async fn start(args: &[&str]) -> TestServer {
+    start_on("127.0.0.1:0".parse().unwrap(), args).await
+}
+
+/// Starts a server on `addr` (port 0 for an ephemeral one) with the given extra flags.
+pub async fn start_on(addr: SocketAddr, args: &[&str]) -> TestServer {
+    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
+    let mut argv = vec!["tickcast", "--symbols", symbols];
+    argv.extend_from_slice(args);
+    let config = Config::try_parse_from(argv).expect("test flags parse");
+    config.validate().expect("test flags are valid");
+    let specs = symbols::load(&config.symbols).expect("symbols load");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        tickcast::run(listener, config, specs, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestServer {
+        addr,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestServer {
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Triggers shutdown and waits (bounded) for the server task to finish.
+    pub async fn stop(mut self) {
+        self.stop.take().map(|tx| tx.send(()));
+        let handle = self.handle.take().unwrap();
+        tokio::time::timeout(STEP, handle)
+            .await
+            .expect("server stops within the step timeout")
+            .expect("server task does not panic");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// One parsed SSE event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+    pub retry: Option<u64>,
+}
+
+impl Event {
+    /// `data` parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", self.data))
+    }
+
+    /// `id` as a number.
+    pub fn id_num(&self) -> u64 {
+        self.id
+            .as_deref()
+            .expect("event has an id")
+            .parse()
+            .unwrap()
+    }
+}
+
+/// An SSE client reading a real HTTP response.
+pub struct SseClient {
+    pub response_headers: reqwest::header::HeaderMap,
+    pub status: reqwest::StatusCode,
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+/// A reqwest client speaking HTTP/1.1 only.
+pub fn http1() -> reqwest::Client {
+    reqwest::Client::builder().http1_only().build().unwrap()
+}
+
+impl SseClient {
+    /// Opens `url` with optional extra headers.
+    pub async fn connect(
+        client: &reqwest::Client,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> SseClient {
+        let mut req = client.get(url).header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = tokio::time::timeout(STEP, req.send())
+            .await
+            .expect("response within the step timeout")
+            .expect("request succeeds");
+        SseClient {
+            status: resp.status(),
+            response_headers: resp.headers().clone(),
+            body: resp.bytes_stream().boxed(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event (a block ending in a blank line), or `None` at end of stream.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                return Some(parse_event(
+                    &String::from_utf8(block).expect("UTF-8 events"),
+                ));
+            }
+            match tokio::time::timeout(STEP, self.body.next())
+                .await
+                .expect("next event within the step timeout")
+            {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => panic!("stream error: {e}"),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next event whose type is `name`, skipping others.
+    pub async fn next_named(&mut self, name: &str) -> Event {
+        loop {
+            let event = self.next().await.expect("stream still open");
+            if event.event == name {
+                return event;
+            }
+        }
+    }
+}
+
+fn parse_event(block: &str) -> Event {
+    let mut event = Event::default();
+    let mut data = Vec::new();
+    for line in block.lines() {
+        let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+        match field {
+            "event" => event.event = value.to_string(),
+            "id" => event.id = Some(value.to_string()),
+            "data" => data.push(value),
+            "retry" => event.retry = value.parse().ok(),
+            _ => {}
+        }
+    }
+    event.data = data.join("\n");
+    event
+}
+
+/// GET `url` and parse the body as JSON, returning the status too.
+pub async fn get_json(
+    url: &str,
+) -> (
+    reqwest::StatusCode,
+    reqwest::header::HeaderMap,
+    serde_json::Value,
+) {
+    let resp = tokio::time::timeout(STEP, http1().get(url).send())
+        .await
+        .expect("response in time")
+        .expect("request succeeds");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.expect("JSON body");
+    (status, headers, body)
+}

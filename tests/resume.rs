@@ -1,0 +1,124 @@
+//! Last-Event-ID resume: replay with no gap and no duplicate, and the fallbacks to a snapshot.
+
+mod common;
+
+use common::{http1, SseClient};
+
+const FAST: [&str; 6] = ["--seed", "5", "--rate", "10", "--flush-ms", "20"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_replays_exactly_what_a_connected_client_saw() {
+    let server = common::start(&FAST).await;
+    let url = server.url("/quotes?symbols=AAPL,MSFT,NVDA,TSLA");
+    let client = http1();
+    let mut steady = SseClient::connect(&client, &url, &[]).await;
+    let mut flaky = SseClient::connect(&client, &url, &[]).await;
+    steady.next_named("snapshot").await;
+    flaky.next_named("snapshot").await;
+
+    // The flaky client reads a few quotes, disconnects, waits, and resumes.
+    let mut flaky_ids = Vec::new();
+    for _ in 0..5 {
+        flaky_ids.push(flaky.next_named("quote").await.id_num());
+    }
+    drop(flaky);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let last = flaky_ids.last().unwrap().to_string();
+    let mut resumed = SseClient::connect(&client, &url, &[("last-event-id", &last)]).await;
+    let first = resumed.next().await.unwrap();
+    assert_eq!(first.retry, Some(3000), "retry opens resumed streams too");
+    let mut saw_snapshot = false;
+    while flaky_ids.len() < 60 {
+        let event = resumed.next().await.unwrap();
+        saw_snapshot |= event.event == "snapshot";
+        if event.event == "quote" {
+            flaky_ids.push(event.id_num());
+        }
+    }
+    assert!(!saw_snapshot, "a replay has no snapshot");
+
+    let mut steady_ids = Vec::new();
+    while steady_ids.len() < 60 {
+        steady_ids.push(steady.next_named("quote").await.id_num());
+    }
+    assert_eq!(
+        flaky_ids, steady_ids,
+        "no gap and no duplicate across the reconnect"
+    );
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tickcast_replays_served_total 1\n"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_parameter_resumes_and_header_wins() {
+    let server = common::start(&FAST).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let client = http1();
+    // ?lastEventId= alone resumes.
+    let mut by_query =
+        SseClient::connect(&client, &server.url("/quotes?lastEventId=100"), &[]).await;
+    by_query.next().await.unwrap();
+    assert_eq!(by_query.next().await.unwrap().id_num(), 101);
+    // Both: the header wins.
+    let mut both = SseClient::connect(
+        &client,
+        &server.url("/quotes?lastEventId=100"),
+        &[("last-event-id", "150")],
+    )
+    .await;
+    both.next().await.unwrap();
+    assert_eq!(both.next().await.unwrap().id_num(), 151);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_event_id_zero_replays_from_the_start() {
+    let server = common::start(&FAST).await;
+    let mut sse =
+        SseClient::connect(&http1(), &server.url("/quotes"), &[("last-event-id", "0")]).await;
+    sse.next().await.unwrap();
+    for expected in 1..=200 {
+        let event = sse.next().await.unwrap();
+        assert_eq!(event.event, "quote");
+        assert_eq!(event.id_num(), expected);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_ids_start_with_a_snapshot() {
+    let server = common::start(&[
+        "--seed",
+        "6",
+        "--rate",
+        "50",
+        "--flush-ms",
+        "20",
+        "--history",
+        "100",
+    ])
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let client = http1();
+    for id in ["1", "999999999", "abc", "-5", "", "12abc"] {
+        let mut sse =
+            SseClient::connect(&client, &server.url("/quotes"), &[("last-event-id", id)]).await;
+        assert_eq!(sse.status, 200, "never an error for id {id:?}");
+        sse.next().await.unwrap();
+        let event = sse.next().await.unwrap();
+        assert_eq!(
+            event.event, "snapshot",
+            "id {id:?} falls back to a snapshot"
+        );
+    }
+    server.stop().await;
+}
