@@ -20,7 +20,7 @@ use crate::http::{self, assets::Assets, App};
 use crate::market::simulator::{SimConfig, SimError, Simulator};
 use crate::market::SymbolSpec;
 use crate::publisher;
-use crate::shutdown;
+use crate::shutdown::{self, ShutdownTrigger};
 
 /// How long open connections get to finish after shutdown before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -61,41 +61,63 @@ pub async fn run(
             start_epoch_ms: publisher::epoch_ms(),
         },
     )?;
-    let assets = Assets::new(config.web_dir.as_deref()).map_err(ServeError::WebDir)?;
-    let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
-    let feed = Feed::new(specs, config.history);
     let (trigger, stop) = shutdown::channel();
-
+    let app = App::new(config, specs, trigger)?;
     let market = tokio::spawn(publisher::run_market(
-        feed.clone(),
+        app.feed.clone(),
         sim,
         started,
-        config.flush(),
+        app.config.flush(),
         stop.clone(),
     ));
     let heartbeat = tokio::spawn(publisher::run_heartbeat(
-        feed.clone(),
-        config.heartbeat(),
-        stop.clone(),
+        app.feed.clone(),
+        app.config.heartbeat(),
+        stop,
     ));
-
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(
             %addr,
-            symbols = feed.specs().len(),
+            symbols = app.feed.specs().len(),
             seed,
-            rate = config.rate,
-            flush_ms = config.flush_ms,
+            rate = app.config.rate,
+            flush_ms = app.config.flush_ms,
             "tickcast listening on http://{addr}"
         );
     }
-    let app = App {
-        feed: feed.clone(),
-        config: Arc::new(config),
-        shutdown: trigger.clone(),
-        assets: Arc::new(assets),
-        symbols_json,
-    };
+    serve(listener, app, shutdown_signal).await;
+    let _ = tokio::join!(market, heartbeat);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl App {
+    /// The shared state for `specs` under `config`, with an empty feed.
+    ///
+    /// # Errors
+    /// A web directory that cannot be opened.
+    pub fn new(
+        config: Config,
+        specs: Vec<SymbolSpec>,
+        shutdown: ShutdownTrigger,
+    ) -> Result<App, ServeError> {
+        let assets = Assets::new(config.web_dir.as_deref()).map_err(ServeError::WebDir)?;
+        let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
+        Ok(App {
+            feed: Feed::new(specs, config.history),
+            config: Arc::new(config),
+            shutdown,
+            assets: Arc::new(assets),
+            symbols_json,
+        })
+    }
+}
+
+/// Serves `app`'s routes on `listener` until `shutdown_signal` completes; then fires the app's
+/// shutdown trigger, which ends every stream, and waits for connections to close.
+pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future<Output = ()>) {
+    let feed = app.feed.clone();
+    let trigger = app.shutdown.clone();
     let service = TowerToHyperService::new(warp::service(http::routes(app)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -151,13 +173,10 @@ pub async fn run(
     tracing::info!("shutting down: ending streams");
     drop(listener);
     trigger.fire();
-    let _ = tokio::join!(market, heartbeat);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; dropping them");
     }
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -17,6 +17,13 @@ use crate::metrics::EventKind;
 use crate::shutdown::Shutdown;
 use crate::sse;
 
+/// One write to a client: frames and how many events they hold.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub bytes: Bytes,
+    pub events: u64,
+}
+
 /// How a new stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -34,7 +41,7 @@ pub struct QuoteStream {
     sub: Subscription,
     cursor: Cursor,
     /// Frames to send before anything else (`retry:` and the snapshot).
-    prelude: Option<Bytes>,
+    prelude: Option<Chunk>,
     newest: watch::Receiver<u64>,
     heartbeat: watch::Receiver<Bytes>,
     shutdown: Shutdown,
@@ -68,7 +75,11 @@ impl QuoteStream {
                 metrics
                     .replays_served
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                (cursor, retry)
+                let prelude = Chunk {
+                    bytes: retry,
+                    events: 1,
+                };
+                (cursor, prelude)
             }
             None => {
                 let (seq, quotes, cursor) = feed.snapshot(&sub);
@@ -77,7 +88,11 @@ impl QuoteStream {
                 let mut prelude = Vec::with_capacity(retry.len() + snapshot.len());
                 prelude.extend_from_slice(&retry);
                 prelude.extend_from_slice(&snapshot);
-                (cursor, Bytes::from(prelude))
+                let prelude = Chunk {
+                    bytes: Bytes::from(prelude),
+                    events: 2,
+                };
+                (cursor, prelude)
             }
         };
         tracing::debug!(
@@ -99,7 +114,7 @@ impl QuoteStream {
     }
 
     /// The next chunk to write, or `None` when the stream ends (shutdown).
-    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+    pub async fn next_chunk(&mut self) -> Option<Chunk> {
         if let Some(prelude) = self.prelude.take() {
             return Some(prelude);
         }
@@ -110,13 +125,16 @@ impl QuoteStream {
             let newest = *self.newest.borrow_and_update();
             if newest > self.cursor.seq {
                 let collected = self.feed.collect(&mut self.cursor, &self.sub);
-                if let Some(chunk) = collected.chunk {
+                if let Some(bytes) = collected.chunk {
                     let metrics = self.feed.metrics();
-                    metrics.sent(EventKind::Quote, collected.quotes, chunk.len() as u64);
+                    metrics.sent(EventKind::Quote, collected.quotes, bytes.len() as u64);
                     metrics
                         .writes
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Some(chunk);
+                    return Some(Chunk {
+                        bytes,
+                        events: collected.quotes,
+                    });
                 }
                 continue;
             }
@@ -136,7 +154,10 @@ impl QuoteStream {
                     let metrics = self.feed.metrics();
                     metrics.sent(EventKind::Heartbeat, 1, frame.len() as u64);
                     metrics.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Some(frame);
+                    return Some(Chunk {
+                        bytes: frame,
+                        events: 1,
+                    });
                 }
             }
         }
@@ -148,7 +169,7 @@ impl QuoteStream {
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
         futures_util::stream::unfold(self, |mut stream| async move {
             let chunk = stream.next_chunk().await?;
-            Some((Ok(chunk), stream))
+            Some((Ok(chunk.bytes), stream))
         })
     }
 }
