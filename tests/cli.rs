@@ -158,18 +158,6 @@ async fn sigterm_ends_open_streams_and_exits_zero() {
     while sse.next().await.is_some() {}
 }
 
-async fn metric(addr: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} missing"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quotes() {
     // 120 symbols x 100 updates/s ~ 4 MB/s of frames; the history holds only 500 updates.
@@ -185,7 +173,8 @@ async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quote
     ])
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before = metric(&addr, "process_resident_memory_bytes ").await;
+    let rss_before =
+        common::metric(&format!("http://{addr}"), "process_resident_memory_bytes ").await;
 
     let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
     socket
@@ -194,7 +183,8 @@ async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quote
         .unwrap();
     // Do not read for 6 seconds while ~24 MB of updates flow.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let rss_stalled = metric(&addr, "process_resident_memory_bytes ").await;
+    let rss_stalled =
+        common::metric(&format!("http://{addr}"), "process_resident_memory_bytes ").await;
     let growth = rss_stalled.saturating_sub(rss_before);
     assert!(
         growth < 8 << 20,
@@ -202,7 +192,7 @@ async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quote
     );
 
     // Now read: after what the socket buffers held, the client is conflated to fresh quotes.
-    let newest_at_resume = metric(&addr, "tickcast_seq ").await;
+    let newest_at_resume = common::metric(&format!("http://{addr}"), "tickcast_seq ").await;
     let mut buf = vec![0u8; 1 << 16];
     let mut text = String::new();
     let fresh = tokio::time::timeout(common::STEP, async {
@@ -226,7 +216,54 @@ async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quote
     .await
     .expect("the client catches up to the newest quotes");
     assert!(fresh >= newest_at_resume);
-    assert!(metric(&addr, "tickcast_updates_conflated_total ").await > 0);
+    assert!(
+        common::metric(
+            &format!("http://{addr}"),
+            "tickcast_updates_conflated_total "
+        )
+        .await
+            > 0
+    );
     sigterm(&child);
     let _ = tokio::time::timeout(common::STEP, child.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_threaded_runtime_streams_and_resumes() {
+    let (mut child, addr) = spawn_server(&[
+        "--seed",
+        "1",
+        "--threads",
+        "1",
+        "--rate",
+        "20",
+        "--flush-ms",
+        "20",
+    ])
+    .await;
+    let client = common::http1();
+    let mut sse = common::SseClient::connect(&client, &format!("http://{addr}/quotes"), &[]).await;
+    let snapshot = sse.next_named("snapshot").await;
+    let mut expected = snapshot.id_num() + 1;
+    while expected < snapshot.id_num() + 200 {
+        assert_eq!(sse.next_named("quote").await.id_num(), expected);
+        expected += 1;
+    }
+    let mut resumed = common::SseClient::connect(
+        &client,
+        &format!("http://{addr}/quotes"),
+        &[("last-event-id", &snapshot.id_num().to_string())],
+    )
+    .await;
+    resumed.next().await.unwrap();
+    assert_eq!(
+        resumed.next().await.unwrap().id_num(),
+        snapshot.id_num() + 1
+    );
+    sigterm(&child);
+    let status = tokio::time::timeout(common::STEP, child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }

@@ -4,22 +4,11 @@ mod common;
 
 use common::{get_json, SseClient};
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} not in metrics"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_share_one_h2c_connection() {
     let server = common::start(&["--seed", "1", "--rate", "10", "--flush-ms", "20"]).await;
-    let before = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let accepted_before = metric(&before, "tickcast_connections_accepted_total ");
+    let accepted_before =
+        common::metric(&server.url(""), "tickcast_connections_accepted_total ").await;
 
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -45,14 +34,9 @@ async fn many_streams_share_one_h2c_connection() {
     }
     let (_, _, health) = get_json(&server.url("/healthz")).await;
     assert_eq!(health["clients"], 30);
-    let after = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // The two /metrics requests and /healthz each used a connection of their own.
-    let accepted = metric(&after, "tickcast_connections_accepted_total ") - accepted_before;
+    let accepted = common::metric(&server.url(""), "tickcast_connections_accepted_total ").await
+        - accepted_before;
     assert_eq!(accepted, 1 + 1 + 1, "30 streams over one h2c connection");
     server.stop().await;
 }

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use warp::http::HeaderMap;
 
 use super::rejection::ApiError;
-use crate::feed::Feed;
+use crate::feed::{Feed, Subscription};
 use crate::market::Symbol;
 
 /// The decoded `name=value` pairs of a raw query string (`+` and `%XX` decoded, lossy UTF-8).
@@ -27,6 +27,21 @@ pub fn symbols_param(pairs: &[(String, String)]) -> Option<String> {
         .map(|(_, v)| v.as_str())
         .collect();
     (!values.is_empty()).then(|| values.join(","))
+}
+
+/// The subscription a query asks for: every symbol without `symbols=`, else the listed ones.
+///
+/// # Errors
+/// As [`resolve_symbols`].
+pub fn subscription(
+    feed: &Feed,
+    pairs: &[(String, String)],
+    max: usize,
+) -> Result<Subscription, ApiError> {
+    Ok(match symbols_param(pairs) {
+        None => Subscription::All,
+        Some(list) => Subscription::some(resolve_symbols(feed, &list, max)?),
+    })
 }
 
 /// Resolves a comma-separated symbol list to symbol indexes, in the order given.

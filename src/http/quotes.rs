@@ -33,14 +33,7 @@ pub fn quote_one(app: App) -> impl Filter<Extract = (Response,), Error = Rejecti
 
 async fn stream_quotes(query: String, headers: HeaderMap, app: App) -> Result<Response, Rejection> {
     let pairs = query_pairs(&query);
-    let sub = match params::symbols_param(&pairs) {
-        None => Subscription::All,
-        Some(list) => Subscription::some(params::resolve_symbols(
-            &app.feed,
-            &list,
-            app.max_symbols(),
-        )?),
-    };
+    let sub = params::subscription(&app.feed, &pairs, app.max_symbols())?;
     open(app, sub, params::last_event_id(&headers, &pairs))
 }
 

@@ -8,7 +8,6 @@ use warp::{Filter, Rejection, Reply};
 
 use super::params::{self, query_pairs};
 use super::{json_bytes, raw_query, read_only, with_app, App};
-use crate::feed::Subscription;
 use crate::metrics::Gauges;
 use crate::sse;
 
@@ -71,14 +70,7 @@ pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
 
 async fn current_quotes(query: String, app: App) -> Result<Response, Rejection> {
     let pairs = query_pairs(&query);
-    let sub = match params::symbols_param(&pairs) {
-        None => Subscription::All,
-        Some(list) => Subscription::some(params::resolve_symbols(
-            &app.feed,
-            &list,
-            app.max_symbols(),
-        )?),
-    };
+    let sub = params::subscription(&app.feed, &pairs, app.max_symbols())?;
     let (_, quotes, _) = app.feed.snapshot(&sub);
     let mut body = BytesMut::with_capacity(quotes.len() * 340 + 2);
     sse::json_array_into(&mut body, quotes.iter().map(|q| &q.json[..]));

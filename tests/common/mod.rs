@@ -203,3 +203,19 @@ pub async fn get_json(
     let body = resp.json().await.expect("JSON body");
     (status, headers, body)
 }
+
+/// The value of the `/metrics` sample whose line starts with `name` (include a trailing space
+/// for unlabelled metrics).
+pub async fn metric(base_url: &str, name: &str) -> u64 {
+    let text = http1()
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
