@@ -36,6 +36,7 @@ for f in $FLUSH; do
   [[ $f =~ ^[0-9]+$ ]] || { echo "scaling.sh: FLUSH must be numbers, got '$f'" >&2; exit 2; }
 done
 [[ $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "scaling.sh: RATE must be a number, got '$RATE'" >&2; exit 2; }
+((DURATION >= 4)) 2>/dev/null || { echo "scaling.sh: DURATION must be at least 4 seconds" >&2; exit 2; }
 for v in "$DURATION" "$RAMP" "$PORT"; do
   [[ $v =~ ^[0-9]+$ ]] || { echo "scaling.sh: DURATION, RAMP and PORT must be whole numbers" >&2; exit 2; }
 done
@@ -84,6 +85,11 @@ healthy() {
   fi
 }
 
+# utime + stime of a process, in clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || true
+}
+
 mkdir -p "$(dirname "$OUT")"
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/tickcast-scaling.XXXXXX")
 echo "== writing $OUT (logs in $LOGDIR)" >&2
@@ -110,10 +116,17 @@ for flush in $FLUSH; do
       >"$LOGDIR/load-$tag.json" 2>"$LOGDIR/load-$tag.err" &
     load_pid=$!
 
-    # One RSS sample in the middle of the steady window.
-    sleep "$((RAMP + DURATION / 2))"
+    # Server CPU over the steady window (less a second at each end) and one RSS sample in
+    # its middle. CPU is user + system time from /proc/PID/stat, as a share of one core.
+    sleep "$((RAMP + 1))"
+    cpu0=$(cpu_ticks "$SERVER_PID"); t0=$(date +%s.%N)
+    sleep "$((DURATION / 2 - 1))"
     rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || true)
     rss_kib=${rss_kib:-null}
+    sleep "$((DURATION - DURATION / 2 - 1))"
+    cpu1=$(cpu_ticks "$SERVER_PID"); t1=$(date +%s.%N)
+    server_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { if (a == "" || b == "" || t1 <= t0) print "null"; else printf "%.3f", (b - a) / hz / (t1 - t0) }')
 
     load_rc=0
     wait "$load_pid" || load_rc=$?
@@ -128,8 +141,8 @@ for flush in $FLUSH; do
     if [ "$load_rc" -ne 0 ]; then
       echo "scaling.sh: tickcast-load exited $load_rc (recorded anyway)" >&2
     fi
-    printf '{"flush_ms":%s,"rate":%s,"rss_kib":%s,"load_exit":%s,%s\n' \
-      "$flush" "$RATE" "$rss_kib" "$load_rc" "${line#\{}" >>"$OUT"
+    printf '{"flush_ms":%s,"rate":%s,"rss_kib":%s,"server_cpu":%s,"load_exit":%s,%s\n' \
+      "$flush" "$RATE" "$rss_kib" "$server_cpu" "$load_rc" "${line#\{}" >>"$OUT"
     echo "   $(tail -n 1 "$OUT" | cut -c1-200)" >&2
   done
 done

@@ -8,11 +8,13 @@
 //! - [`publisher`]: the tasks that run the simulator and the heartbeat on tokio's clock.
 //! - [`http`]: warp filters for every route, and the JSON error replies.
 //! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
+//! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
 
 pub mod config;
+pub mod direct;
 pub mod feed;
 pub mod http;
 pub mod market;

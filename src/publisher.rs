@@ -22,9 +22,11 @@ pub fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Publishes the opening quotes, then everything the simulator generates, until shutdown.
+/// Publishes everything the simulator generates after its opening quotes, until shutdown.
 ///
-/// `started` is feed time 0: the instant matching the simulator's `start_epoch_ms`.
+/// The caller publishes the opening quotes first (see [`publish_opening`]), before it serves
+/// anyone, so no client ever sees an empty snapshot. `started` is feed time 0: the instant
+/// matching the simulator's `start_epoch_ms`.
 pub async fn run_market(
     feed: Feed,
     mut sim: Simulator,
@@ -32,8 +34,7 @@ pub async fn run_market(
     flush: Duration,
     mut shutdown: Shutdown,
 ) {
-    let mut updates = sim.opening_quotes();
-    feed.publish(Batch::encode(&updates));
+    let mut updates = Vec::new();
     let mut last_publish = started;
     loop {
         updates.clear();
@@ -52,6 +53,11 @@ pub async fn run_market(
         }
         last_publish = now;
     }
+}
+
+/// Publishes every symbol's opening quote (seq 1..=N) as the first batch.
+pub fn publish_opening(feed: &Feed, sim: &Simulator) {
+    feed.publish(Batch::encode(&sim.opening_quotes()));
 }
 
 /// Publishes a heartbeat frame every `every`, encoded once for all streams.

@@ -13,8 +13,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::direct::{self, FirstRequest, Prefixed};
 use crate::feed::Feed;
 use crate::http::{self, assets::Assets, App};
 use crate::market::simulator::{SimConfig, SimError, Simulator};
@@ -63,6 +65,7 @@ pub async fn run(
     )?;
     let (trigger, stop) = shutdown::channel();
     let app = App::new(config, specs, trigger)?;
+    publisher::publish_opening(&app.feed, &sim);
     let market = tokio::spawn(publisher::run_market(
         app.feed.clone(),
         sim,
@@ -116,9 +119,8 @@ impl App {
 /// Serves `app`'s routes on `listener` until `shutdown_signal` completes; then fires the app's
 /// shutdown trigger, which ends every stream, and waits for connections to close.
 pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future<Output = ()>) {
-    let feed = app.feed.clone();
     let trigger = app.shutdown.clone();
-    let service = TowerToHyperService::new(warp::service(http::routes(app)));
+    let service = TowerToHyperService::new(warp::service(http::routes(app.clone())));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -130,6 +132,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Every connection task holds a sender; when all are dropped, every connection is done.
+    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
 
     tokio::pin!(shutdown_signal);
     let mut backoff = Duration::from_millis(5);
@@ -159,21 +163,41 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
         let builder = builder.clone();
         let service = service.clone();
         let watcher = graceful.watcher();
-        let feed = feed.clone();
-        feed.metrics().connections_accepted.fetch_add(1, Relaxed);
+        let app = app.clone();
+        let drain = drain_tx.clone();
+        app.feed
+            .metrics()
+            .connections_accepted
+            .fetch_add(1, Relaxed);
         tokio::spawn(async move {
-            let connection = builder.serve_connection(TokioIo::new(socket), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            let mut socket = socket;
+            match direct::first_request(&mut socket, &app, HEADER_READ_TIMEOUT).await {
+                FirstRequest::Stream(stream) => {
+                    direct::serve_stream(socket, stream, &app.config.cors_origin).await;
+                }
+                FirstRequest::Other(head) => {
+                    let io = TokioIo::new(Prefixed::new(head, socket));
+                    let connection = builder.serve_connection(io, service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                }
+                FirstRequest::Gone => {}
             }
-            feed.metrics().connections_closed.fetch_add(1, Relaxed);
+            app.feed.metrics().connections_closed.fetch_add(1, Relaxed);
+            drop(drain);
         });
     }
 
     tracing::info!("shutting down: ending streams");
     drop(listener);
     trigger.fire();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    drop(drain_tx);
+    let all_closed = async {
+        graceful.shutdown().await;
+        let _ = drain_rx.recv().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_closed)
         .await
         .is_err()
     {

@@ -163,6 +163,11 @@ impl QuoteStream {
         }
     }
 
+    /// A listener for the shutdown that ends this stream.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// The stream as the body of an HTTP response.
     pub fn into_body(
         self,

@@ -1,6 +1,10 @@
 //! The SSE routes: `GET /quotes`, `GET /quotes?symbols=..` and `GET /quotes/{symbol}`.
+//!
+//! [`open_stream`] turns a request into a client stream; both the warp route here (HTTP/2 and
+//! HTTP/1.1 connections that hyper serves) and the direct HTTP/1.1 path in `crate::direct`
+//! call it, so the two cannot disagree on the contract.
 
-use warp::http::{header, HeaderMap, HeaderValue};
+use warp::http::{HeaderMap, HeaderValue};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -10,6 +14,13 @@ use super::{raw_query, read_only, with_app, App};
 use crate::feed::Subscription;
 use crate::stream::{QuoteStream, Start};
 
+/// Headers of every SSE response, besides `Access-Control-Allow-Origin`.
+pub const SSE_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+];
+
 /// GET /quotes?symbols=AAPL,MSFT&lastEventId=N — all symbols, or the listed ones.
 pub fn quotes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path("quotes")
@@ -18,7 +29,14 @@ pub fn quotes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(with_app(app))
-        .and_then(stream_quotes)
+        .and_then(|query: String, headers: HeaderMap, app: App| async move {
+            reply(open_stream(
+                &app,
+                None,
+                &query,
+                last_event_id_header(&headers),
+            )?)
+        })
 }
 
 /// GET /quotes/{symbol} — one symbol (case-insensitive).
@@ -28,54 +46,58 @@ pub fn quote_one(app: App) -> impl Filter<Extract = (Response,), Error = Rejecti
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(with_app(app))
-        .and_then(stream_one)
+        .and_then(
+            |segment: String, query: String, headers: HeaderMap, app: App| async move {
+                let header = last_event_id_header(&headers);
+                reply(open_stream(&app, Some(&segment), &query, header)?)
+            },
+        )
 }
 
-async fn stream_quotes(query: String, headers: HeaderMap, app: App) -> Result<Response, Rejection> {
-    let pairs = query_pairs(&query);
-    let sub = params::subscription(&app.feed, &pairs, app.max_symbols())?;
-    open(app, sub, params::last_event_id(&headers, &pairs))
+fn last_event_id_header(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get("last-event-id").map(HeaderValue::as_bytes)
 }
 
-async fn stream_one(
-    segment: String,
-    query: String,
-    headers: HeaderMap,
-    app: App,
-) -> Result<Response, Rejection> {
-    let index = params::resolve_path_symbol(&app.feed, &segment)?;
-    let pairs = query_pairs(&query);
-    open(
-        app,
-        Subscription::some([index]),
-        params::last_event_id(&headers, &pairs),
-    )
-}
-
-fn open(app: App, sub: Subscription, last_event_id: Option<u64>) -> Result<Response, Rejection> {
+/// Opens a client stream for a request to `/quotes` (`segment` is `None`) or
+/// `/quotes/{segment}`, with its raw query string and `Last-Event-ID` header.
+///
+/// # Errors
+/// The request's symbol errors, or 503 when `--max-clients` streams are open.
+pub fn open_stream(
+    app: &App,
+    segment: Option<&str>,
+    query: &str,
+    last_event_id_header: Option<&[u8]>,
+) -> Result<QuoteStream, ApiError> {
+    let pairs = query_pairs(query);
+    let sub = match segment {
+        None => params::subscription(&app.feed, &pairs, app.max_symbols())?,
+        Some(segment) => Subscription::some([params::resolve_path_symbol(&app.feed, segment)?]),
+    };
+    let last_event_id = params::last_event_id(last_event_id_header, &pairs);
     let max = app.config.max_clients;
-    let Some(slot) = app.feed.try_register_client(max) else {
-        return Err(warp::reject::custom(ApiError::TooManyClients {
+    let slot = app
+        .feed
+        .try_register_client(max)
+        .ok_or(ApiError::TooManyClients {
             max,
             retry_after_secs: app.config.retry_ms.div_ceil(1000).max(1),
-        }));
-    };
-    let start = last_event_id.map_or(Start::Snapshot, Start::Resume);
-    let stream = QuoteStream::open(
+        })?;
+    Ok(QuoteStream::open(
         app.feed.clone(),
         sub,
-        start,
+        last_event_id.map_or(Start::Snapshot, Start::Resume),
         app.config.retry_ms,
         app.shutdown.subscribe(),
         slot,
-    );
+    ))
+}
+
+fn reply(stream: QuoteStream) -> Result<Response, Rejection> {
     let mut response = warp::reply::stream(stream.into_body()).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    for (name, value) in SSE_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     Ok(response)
 }

@@ -1,0 +1,327 @@
+//! HTTP/1.1 SSE streams written straight to the socket.
+//!
+//! An SSE response is headers and then, for as long as the client stays, one chunk per
+//! wake-up. Serving that through hyper costs about 19 KiB of buffers per connection and a trip
+//! through its body machinery per write; at 10,000 clients that is most of the server's memory
+//! and a good part of its CPU. So the accept loop reads each new connection's first request
+//! head itself. A `GET /quotes...` over HTTP/1.1 that opens a stream is served here: the
+//! response head once, then each chunk as one vectored write (chunk size line, the shared
+//! frame bytes, CRLF), with nothing buffered per client. Everything else (other routes, errors,
+//! HTTP/2, HTTP/1.0, requests with bodies) goes to hyper and warp along with the bytes already
+//! read, so routing and error replies live in one place: [`crate::http`].
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::http::quotes::{open_stream, SSE_HEADERS};
+use crate::http::App;
+use crate::stream::QuoteStream;
+
+/// Largest request head read before handing the connection to hyper (which rejects it).
+const MAX_HEAD: usize = 8 * 1024;
+
+/// What the first request on a connection turned out to be.
+#[derive(Debug)]
+pub enum FirstRequest {
+    /// An SSE stream, opened; the connection is served by [`serve_stream`].
+    Stream(QuoteStream),
+    /// Anything else: hyper serves the connection, starting with these bytes.
+    Other(Bytes),
+    /// The client closed or sent nothing in time.
+    Gone,
+}
+
+/// Reads the first request head on `socket` (within `timeout`) and opens a stream if it asks
+/// for one over HTTP/1.1.
+pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration) -> FirstRequest {
+    let mut head = BytesMut::with_capacity(1024);
+    let read_head = async {
+        loop {
+            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
+                return true;
+            }
+            match socket.read_buf(&mut head).await {
+                Ok(0) | Err(_) => return !head.is_empty(),
+                Ok(_) => {}
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, read_head).await {
+        Ok(true) => {}
+        Ok(false) | Err(_) if head.is_empty() => return FirstRequest::Gone,
+        // Partial head: hyper will time out or answer 400 with the bytes it gets.
+        Ok(false) | Err(_) => return FirstRequest::Other(head.freeze()),
+    }
+    match parse_stream_request(&head) {
+        Some(request) => {
+            match open_stream(
+                app,
+                request.segment.as_deref(),
+                &request.query,
+                request.last_event_id.as_deref(),
+            ) {
+                Ok(stream) => FirstRequest::Stream(stream),
+                // Errors are answered by warp, which renders them the same way everywhere.
+                Err(_) => FirstRequest::Other(head.freeze()),
+            }
+        }
+        None => FirstRequest::Other(head.freeze()),
+    }
+}
+
+/// The parts of a stream request that decide what the client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StreamRequest {
+    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}`.
+    segment: Option<String>,
+    query: String,
+    last_event_id: Option<Vec<u8>>,
+}
+
+/// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
+/// that hyper should handle.
+fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    if !matches!(request.parse(head), Ok(httparse::Status::Complete(n)) if n == head.len()) {
+        return None;
+    }
+    if request.method != Some("GET") || request.version != Some(1) {
+        return None;
+    }
+    let target = request.path?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let segment = match path.strip_prefix("/quotes")? {
+        "" => None,
+        rest => {
+            let symbol = rest.strip_prefix('/')?;
+            if symbol.is_empty() || symbol.contains('/') {
+                return None;
+            }
+            Some(symbol.to_owned())
+        }
+    };
+    let mut last_event_id = None;
+    for h in request.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") && h.value != b"0" {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("upgrade") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("last-event-id") && last_event_id.is_none() {
+            last_event_id = Some(h.value.to_vec());
+        }
+    }
+    Some(StreamRequest {
+        segment,
+        query: query.to_owned(),
+        last_event_id,
+    })
+}
+
+/// Writes the response head and then the stream's chunks until the stream ends (shutdown)
+/// or the client goes away; ends the chunked body cleanly on shutdown.
+pub async fn serve_stream(mut socket: TcpStream, mut stream: QuoteStream, cors_origin: &str) {
+    let mut head = String::with_capacity(256);
+    head.push_str("HTTP/1.1 200 OK\r\n");
+    for (name, value) in SSE_HEADERS {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("access-control-allow-origin: ");
+    head.push_str(cors_origin);
+    head.push_str("\r\ntransfer-encoding: chunked\r\n\r\n");
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut probe = [0u8; 64];
+    loop {
+        let chunk = tokio::select! {
+            chunk = stream.next_chunk() => chunk,
+            // The client sends nothing after its request; a read completing means it closed
+            // (or sent junk, which is ignored). This frees its slot without waiting for a write.
+            read = socket.read(&mut probe) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+        };
+        let Some(chunk) = chunk else {
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+            let _ = socket.shutdown().await;
+            return;
+        };
+        let mut shutdown = stream.shutdown_signal();
+        tokio::select! {
+            written = write_chunk(&mut socket, chunk.bytes) => if written.is_err() { return },
+            // A client that does not read must not hold up shutdown.
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+/// One HTTP chunk (`{len:x}\r\n{data}\r\n`) as vectored writes: the frame bytes are shared,
+/// never copied.
+async fn write_chunk(socket: &mut TcpStream, data: Bytes) -> io::Result<()> {
+    let mut size_line = [0u8; 18];
+    let size_len = hex_size_line(data.len(), &mut size_line);
+    let mut parts = [
+        Bytes::copy_from_slice(&size_line[..size_len]),
+        data,
+        Bytes::from_static(b"\r\n"),
+    ];
+    let mut first = 0;
+    while first < parts.len() {
+        let slices = [
+            IoSlice::new(&parts[0]),
+            IoSlice::new(&parts[1]),
+            IoSlice::new(&parts[2]),
+        ];
+        let mut written = socket.write_vectored(&slices[first..]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while first < parts.len() && written >= parts[first].len() {
+            written -= parts[first].len();
+            parts[first].clear();
+            first += 1;
+        }
+        if first < parts.len() {
+            parts[first].advance(written);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `{len:x}\r\n` into `out`; returns its length.
+fn hex_size_line(len: usize, out: &mut [u8; 18]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = ((usize::BITS - len.leading_zeros()).div_ceil(4)).max(1) as usize;
+    for i in 0..digits {
+        out[digits - 1 - i] = HEX[(len >> (4 * i)) & 0xf];
+    }
+    out[digits] = b'\r';
+    out[digits + 1] = b'\n';
+    digits + 2
+}
+
+/// A connection whose first bytes were already read: replays them before reading on, so hyper
+/// sees the whole request.
+#[derive(Debug)]
+pub struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl Prefixed {
+    /// `inner`, with `prefix` read first.
+    pub fn new(prefix: Bytes, inner: TcpStream) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_lines_are_lower_hex() {
+        let mut out = [0u8; 18];
+        for (len, text) in [
+            (0, "0\r\n"),
+            (1, "1\r\n"),
+            (255, "ff\r\n"),
+            (4096, "1000\r\n"),
+        ] {
+            let n = hex_size_line(len, &mut out);
+            assert_eq!(&out[..n], text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn only_plain_http11_gets_to_quotes_are_taken() {
+        let ok = parse_stream_request(
+            b"GET /quotes?symbols=AAPL HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(ok.segment, None);
+        assert_eq!(ok.query, "symbols=AAPL");
+        assert_eq!(ok.last_event_id.as_deref(), Some(&b"7"[..]));
+        let one = parse_stream_request(b"GET /quotes/aapl HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(one.segment.as_deref(), Some("aapl"));
+        for other in [
+            &b"GET /quotes HTTP/1.0\r\n\r\n"[..],
+            b"HEAD /quotes HTTP/1.1\r\n\r\n",
+            b"POST /quotes HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            b"GET /quotesx HTTP/1.1\r\n\r\n",
+            b"GET /quotes/ HTTP/1.1\r\n\r\n",
+            b"GET /quotes/A/B HTTP/1.1\r\n\r\n",
+            b"GET /symbols HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET /quotes HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"\x00\x01garbage\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_stream_request(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+}
