@@ -58,3 +58,36 @@ async fn shutdown_ends_open_streams_and_the_server() {
         while let Some(_event) = sse.next().await {}
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_h2c_streams_carry_the_same_headers_and_frames() {
+    let server = common::start(&["--seed", "9", "--cors-origin", "https://dash.example"]).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = server.url("/quotes?symbols=AAPL&lastEventId=3");
+    let mut one = SseClient::connect(&common::http1(), &url, &[]).await;
+    let mut two = SseClient::connect(&h2, &url, &[]).await;
+    for name in [
+        "content-type",
+        "cache-control",
+        "x-accel-buffering",
+        "access-control-allow-origin",
+    ] {
+        assert_eq!(
+            one.response_headers.get(name),
+            two.response_headers.get(name),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        one.response_headers["access-control-allow-origin"],
+        "https://dash.example"
+    );
+    // Both replay the same history after id 3: retry, then AAPL's quotes after seq 3.
+    for _ in 0..3 {
+        assert_eq!(one.next().await, two.next().await);
+    }
+    server.stop().await;
+}
