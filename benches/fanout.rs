@@ -21,7 +21,7 @@ use tickcast::market::simulator::{SimConfig, Simulator};
 use tickcast::market::{symbols, SymbolSpec, Update};
 use tickcast::shutdown;
 use tickcast::sse::Batch;
-use tickcast::stream::{QuoteStream, Start};
+use tickcast::stream::{Pacing, QuoteStream, Start};
 use tickcast::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -189,7 +189,10 @@ fn fanout_inprocess(c: &mut Criterion) {
                                 feed.clone(),
                                 subscription(i),
                                 Start::Snapshot,
-                                3000,
+                                Pacing {
+                                    retry_ms: 3000,
+                                    flush: Duration::ZERO,
+                                },
                                 stop.clone(),
                                 slot,
                             );
@@ -249,6 +252,8 @@ fn fanout_loopback(c: &mut Criterion) {
                 let (trigger, _) = shutdown::channel();
                 let mut config = Config::defaults();
                 config.max_clients = 20_000;
+                // Measure delivery, not the flush policy: write as soon as a batch is published.
+                config.flush_ms = 0;
                 let app = App::new(config, specs.clone(), trigger).unwrap();
                 let feed = app.feed.clone();
                 let mut batches = Batches::new(simulator(&specs));

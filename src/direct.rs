@@ -162,41 +162,44 @@ pub async fn serve_stream(mut socket: TcpStream, mut stream: QuoteStream, cors_o
         };
         let mut shutdown = stream.shutdown_signal();
         tokio::select! {
-            written = write_chunk(&mut socket, chunk.bytes) => if written.is_err() { return },
+            written = write_chunk(&mut socket, chunk.parts) => if written.is_err() { return },
             // A client that does not read must not hold up shutdown.
             () = shutdown.wait() => return,
         }
     }
 }
 
-/// One HTTP chunk (`{len:x}\r\n{data}\r\n`) as vectored writes: the frame bytes are shared,
-/// never copied.
-async fn write_chunk(socket: &mut TcpStream, data: Bytes) -> io::Result<()> {
+/// One HTTP chunk (`{len:x}\r\n{parts...}\r\n`) as vectored writes: the frame bytes are
+/// shared, never copied.
+async fn write_chunk(socket: &mut TcpStream, parts: Vec<Bytes>) -> io::Result<()> {
+    let len = parts.iter().map(Bytes::len).sum();
     let mut size_line = [0u8; 18];
-    let size_len = hex_size_line(data.len(), &mut size_line);
-    let mut parts = [
-        Bytes::copy_from_slice(&size_line[..size_len]),
-        data,
-        Bytes::from_static(b"\r\n"),
-    ];
+    let size_len = hex_size_line(len, &mut size_line);
+    let mut bufs = Vec::with_capacity(parts.len() + 2);
+    bufs.push(Bytes::copy_from_slice(&size_line[..size_len]));
+    bufs.extend(parts);
+    bufs.push(Bytes::from_static(b"\r\n"));
+    write_all_vectored(socket, &mut bufs).await
+}
+
+/// Writes every buffer in order, as few `writev` calls as the socket allows.
+async fn write_all_vectored(socket: &mut TcpStream, bufs: &mut [Bytes]) -> io::Result<()> {
+    /// Buffers passed to one `writev`; far below the kernel's limit of 1024.
+    const MAX_SLICES: usize = 64;
     let mut first = 0;
-    while first < parts.len() {
-        let slices = [
-            IoSlice::new(&parts[0]),
-            IoSlice::new(&parts[1]),
-            IoSlice::new(&parts[2]),
-        ];
-        let mut written = socket.write_vectored(&slices[first..]).await?;
+    while first < bufs.len() {
+        let end = bufs.len().min(first + MAX_SLICES);
+        let slices: Vec<IoSlice<'_>> = bufs[first..end].iter().map(|b| IoSlice::new(b)).collect();
+        let mut written = socket.write_vectored(&slices).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        while first < parts.len() && written >= parts[first].len() {
-            written -= parts[first].len();
-            parts[first].clear();
+        while first < bufs.len() && written >= bufs[first].len() {
+            written -= bufs[first].len();
             first += 1;
         }
-        if first < parts.len() {
-            parts[first].advance(written);
+        if first < bufs.len() {
+            bufs[first].advance(written);
         }
     }
     Ok(())

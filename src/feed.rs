@@ -72,12 +72,24 @@ impl Subscription {
 /// What one call to [`Feed::collect`] produced for a client.
 #[derive(Debug, Default)]
 pub struct Collected {
-    /// Frames to write, in ascending seq; `None` if nothing new concerned the client.
-    pub chunk: Option<Bytes>,
-    /// Quote events in `chunk`.
+    /// Frames to write, in ascending seq, as pieces of the shared batch buffers (one write,
+    /// no copy, for all-symbol clients); empty if nothing new concerned the client.
+    pub parts: Vec<Bytes>,
+    /// Quote events in `parts`.
     pub quotes: u64,
     /// Updates of the client's symbols skipped by conflation.
     pub conflated: u64,
+}
+
+impl Collected {
+    /// The parts as one buffer (copied only if there are several), or `None` if empty.
+    pub fn chunk(&self) -> Option<Bytes> {
+        match self.parts.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(concat(many)),
+        }
+    }
 }
 
 /// A client's position: the last seq it was sent, plus the running count of its symbols'
@@ -330,14 +342,11 @@ impl Feed {
             }
         }
         cursor.accounted += quotes;
-        let chunk = match sub {
-            Subscription::All if parts.len() == 1 => parts.pop(),
-            Subscription::All => Some(concat(&parts, size)),
-            Subscription::Some { .. } if copy.is_empty() => None,
-            Subscription::Some { .. } => Some(copy.freeze()),
-        };
+        if !copy.is_empty() {
+            parts.push(copy.freeze());
+        }
         Collected {
-            chunk,
+            parts,
             quotes,
             conflated: 0,
         }
@@ -354,7 +363,6 @@ impl Feed {
         let quotes = latest.len() as u64;
         let conflated = total.saturating_sub(cursor.accounted + quotes);
         let frames: Vec<Bytes> = latest.into_iter().map(|l| l.frame).collect();
-        let size = frames.iter().map(Bytes::len).sum();
         cursor.seq = h.newest;
         cursor.accounted = total;
         self.shared
@@ -362,7 +370,11 @@ impl Feed {
             .updates_conflated
             .fetch_add(conflated, Ordering::Relaxed);
         Collected {
-            chunk: (!frames.is_empty()).then(|| concat(&frames, size)),
+            parts: if frames.is_empty() {
+                Vec::new()
+            } else {
+                vec![concat(&frames)]
+            },
             quotes,
             conflated,
         }
@@ -425,8 +437,8 @@ impl Feed {
     }
 }
 
-fn concat(parts: &[Bytes], size: usize) -> Bytes {
-    let mut buf = BytesMut::with_capacity(size);
+fn concat(parts: &[Bytes]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
     for part in parts {
         buf.extend_from_slice(part);
     }
@@ -498,11 +510,11 @@ mod tests {
         step(&feed, &mut sim, 200);
         let got = feed.collect(&mut cursor, &Subscription::All);
         let expected: Vec<u64> = (seq + 1..=feed.newest_seq()).collect();
-        assert_eq!(ids(&got.chunk.unwrap()), expected);
+        assert_eq!(ids(&got.chunk().unwrap()), expected);
         assert_eq!(cursor.seq, feed.newest_seq());
         assert!(feed
             .collect(&mut cursor, &Subscription::All)
-            .chunk
+            .chunk()
             .is_none());
     }
 
@@ -521,7 +533,7 @@ mod tests {
         let mut got = Vec::new();
         loop {
             let c = feed.collect(&mut cursor, &sub);
-            match c.chunk {
+            match c.chunk() {
                 Some(chunk) => got.extend(ids(&chunk)),
                 None if cursor.seq == feed.newest_seq() => break,
                 None => {}
@@ -538,7 +550,7 @@ mod tests {
         let mut cursor = feed.resume_from(id, &Subscription::All).unwrap();
         let got = feed.collect(&mut cursor, &Subscription::All);
         assert_eq!(
-            ids(&got.chunk.unwrap()),
+            ids(&got.chunk().unwrap()),
             (id + 1..=feed.newest_seq()).collect::<Vec<_>>()
         );
         assert!(feed
@@ -568,7 +580,7 @@ mod tests {
         assert_eq!(got.quotes, 2, "latest quote of each symbol");
         assert_eq!(got.conflated, mine - 2);
         assert_eq!(cursor.seq, feed.newest_seq());
-        let chunk = got.chunk.unwrap();
+        let chunk = got.chunk().unwrap();
         let got_ids = ids(&chunk);
         assert!(got_ids.windows(2).all(|w| w[0] < w[1]), "ascending ids");
     }
@@ -583,7 +595,7 @@ mod tests {
         let mut cursor = feed.resume_from(start, &Subscription::All).unwrap();
         let mut chunks = 0;
         let mut got = Vec::new();
-        while let Some(chunk) = feed.collect(&mut cursor, &Subscription::All).chunk {
+        while let Some(chunk) = feed.collect(&mut cursor, &Subscription::All).chunk() {
             assert!(chunk.len() < MAX_CHUNK_BYTES * 2);
             got.extend(ids(&chunk));
             chunks += 1;

@@ -2,9 +2,12 @@
 //!
 //! Feed time is the time since the simulator started, read from tokio's clock (so tests can
 //! pause it). The simulator decides *what* happens and *when* in feed time; this module only
-//! decides when to publish. It publishes what is due at most once per `flush` interval, as one
-//! encoded batch, which is what bounds how often each client is woken and written to. If the
-//! task runs late it simply publishes a bigger batch: the updates are the same either way.
+//! decides when to publish: what is due, as one encoded batch, at most every
+//! [`MAX_PUBLISH_INTERVAL`] (or `flush`, if shorter), and as soon as each update is due when
+//! `flush` is zero. How often each client is written to is the stream's business (it paces
+//! itself by `flush`); publishing finely keeps the quotes a client gets at its own write time
+//! fresh. If the task runs late it simply publishes a bigger batch: the updates are the same
+//! either way.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +17,10 @@ use crate::feed::Feed;
 use crate::market::Simulator;
 use crate::shutdown::Shutdown;
 use crate::sse::{self, Batch};
+
+/// Longest time between two publishes: short enough that a client whose flush timer fires gets
+/// quotes at most this old, long enough that a batch usually holds several updates.
+pub const MAX_PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Wall-clock now, epoch milliseconds.
 pub fn epoch_ms() -> u64 {
@@ -36,10 +43,11 @@ pub async fn run_market(
 ) {
     let mut updates = Vec::new();
     let mut last_publish = started;
+    let interval = flush.min(MAX_PUBLISH_INTERVAL);
     loop {
         updates.clear();
         let next_due = started + Duration::from_nanos(sim.next_update_ns());
-        let wake = next_due.max(last_publish + flush);
+        let wake = next_due.max(last_publish + interval);
         tokio::select! {
             biased;
             () = shutdown.wait() => return,

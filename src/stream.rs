@@ -1,27 +1,64 @@
-//! One client's SSE stream: a cursor and a subscription, nothing else.
+//! One client's SSE stream: a cursor, a subscription and the time of its next allowed write.
 //!
-//! The stream sleeps until the feed announces a new batch (one wake-up per batch, whatever the
-//! number of updates in it), then writes everything pending for the client in one chunk. A
-//! client that was scheduled late finds several batches pending and writes them at once, so
-//! batches grow under load by themselves. Nothing is queued per client: what is pending lives in
-//! the shared history, and a client that falls out of it is conflated to the latest quotes.
+//! The stream sleeps until the feed announces a new batch, then writes everything pending for
+//! the client in one chunk, and then waits at least `flush` before its next write; updates that
+//! come in between go out together in that next write. Each client's writes are paced from its
+//! own last write, so at 10,000 clients the writes spread evenly over the flush interval instead
+//! of all 10,000 queueing behind one publish. A client that is scheduled late finds more pending
+//! and writes it at once, so writes grow under load by themselves. Nothing is queued per client:
+//! what is pending lives in the shared history, and a client that falls out of it is conflated
+//! to the latest quotes.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
 
 use crate::feed::{ClientGuard, Cursor, Feed, Subscription};
 use crate::metrics::EventKind;
 use crate::shutdown::Shutdown;
 use crate::sse;
 
-/// One write to a client: frames and how many events they hold.
+/// One write to a client: pieces of shared frame buffers, and how many events they hold.
 #[derive(Debug, Clone)]
 pub struct Chunk {
-    pub bytes: Bytes,
+    /// Written back to back in one (vectored) write.
+    pub parts: Vec<Bytes>,
     pub events: u64,
+}
+
+impl Chunk {
+    fn one(bytes: Bytes, events: u64) -> Chunk {
+        Chunk {
+            parts: vec![bytes],
+            events,
+        }
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether the chunk holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The parts as one buffer (copied only if there are several).
+    pub fn into_bytes(mut self) -> Bytes {
+        if self.parts.len() == 1 {
+            return self.parts.pop().expect("one part");
+        }
+        let mut buf = Vec::with_capacity(self.len());
+        for part in &self.parts {
+            buf.extend_from_slice(part);
+        }
+        Bytes::from(buf)
+    }
 }
 
 /// How a new stream starts.
@@ -34,12 +71,24 @@ pub enum Start {
     Resume(u64),
 }
 
+/// Settings every stream shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// `retry:` value, milliseconds.
+    pub retry_ms: u64,
+    /// Minimum time between two writes of quotes to one client (`--flush-ms`).
+    pub flush: Duration,
+}
+
 /// The state of one SSE client.
 #[derive(Debug)]
 pub struct QuoteStream {
     feed: Feed,
     sub: Subscription,
     cursor: Cursor,
+    flush: Duration,
+    /// Earliest time of the next write of quotes.
+    next_write: Instant,
     /// Frames to send before anything else (`retry:` and the snapshot).
     prelude: Option<Chunk>,
     newest: watch::Receiver<u64>,
@@ -55,12 +104,12 @@ impl QuoteStream {
         feed: Feed,
         sub: Subscription,
         start: Start,
-        retry_ms: u64,
+        pacing: Pacing,
         shutdown: Shutdown,
         slot: ClientGuard,
     ) -> QuoteStream {
         let metrics = feed.metrics();
-        let retry = sse::retry_frame(retry_ms);
+        let retry = sse::retry_frame(pacing.retry_ms);
         metrics.sent(EventKind::Retry, 1, retry.len() as u64);
         // Subscribe before reading the state, so a batch published in between still wakes us.
         let newest = feed.subscribe_newest();
@@ -75,21 +124,14 @@ impl QuoteStream {
                 metrics
                     .replays_served
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let prelude = Chunk {
-                    bytes: retry,
-                    events: 1,
-                };
-                (cursor, prelude)
+                (cursor, Chunk::one(retry, 1))
             }
             None => {
                 let (seq, quotes, cursor) = feed.snapshot(&sub);
                 let snapshot = sse::snapshot_frame(seq, quotes.iter().map(|q| &q.json[..]));
                 metrics.sent(EventKind::Snapshot, 1, snapshot.len() as u64);
-                let mut prelude = Vec::with_capacity(retry.len() + snapshot.len());
-                prelude.extend_from_slice(&retry);
-                prelude.extend_from_slice(&snapshot);
                 let prelude = Chunk {
-                    bytes: Bytes::from(prelude),
+                    parts: vec![retry, snapshot],
                     events: 2,
                 };
                 (cursor, prelude)
@@ -105,6 +147,8 @@ impl QuoteStream {
             feed,
             sub,
             cursor,
+            flush: pacing.flush,
+            next_write: Instant::now(),
             prelude: Some(prelude),
             newest,
             heartbeat,
@@ -124,19 +168,30 @@ impl QuoteStream {
             }
             let newest = *self.newest.borrow_and_update();
             if newest > self.cursor.seq {
-                let collected = self.feed.collect(&mut self.cursor, &self.sub);
-                if let Some(bytes) = collected.chunk {
-                    let metrics = self.feed.metrics();
-                    metrics.sent(EventKind::Quote, collected.quotes, bytes.len() as u64);
-                    metrics
-                        .writes
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Some(Chunk {
-                        bytes,
-                        events: collected.quotes,
-                    });
+                // Something is pending: wait out the flush interval (heartbeats still go out).
+                if Instant::now() < self.next_write {
+                    tokio::select! {
+                        biased;
+                        () = self.shutdown.wait() => return None,
+                        () = sleep_until(self.next_write) => {}
+                        changed = self.heartbeat.changed() => return self.heartbeat_chunk(changed.is_ok()),
+                    }
                 }
-                continue;
+                let collected = self.feed.collect(&mut self.cursor, &self.sub);
+                if collected.parts.is_empty() {
+                    continue;
+                }
+                let chunk = Chunk {
+                    parts: collected.parts,
+                    events: collected.quotes,
+                };
+                let metrics = self.feed.metrics();
+                metrics.sent(EventKind::Quote, chunk.events, chunk.len() as u64);
+                metrics
+                    .writes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.next_write = Instant::now() + self.flush;
+                return Some(chunk);
             }
             tokio::select! {
                 biased;
@@ -146,21 +201,22 @@ impl QuoteStream {
                         return None;
                     }
                 }
-                changed = self.heartbeat.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                    let frame = self.heartbeat.borrow_and_update().clone();
-                    let metrics = self.feed.metrics();
-                    metrics.sent(EventKind::Heartbeat, 1, frame.len() as u64);
-                    metrics.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Some(Chunk {
-                        bytes: frame,
-                        events: 1,
-                    });
-                }
+                changed = self.heartbeat.changed() => return self.heartbeat_chunk(changed.is_ok()),
             }
         }
+    }
+
+    fn heartbeat_chunk(&mut self, open: bool) -> Option<Chunk> {
+        if !open {
+            return None;
+        }
+        let frame = self.heartbeat.borrow_and_update().clone();
+        let metrics = self.feed.metrics();
+        metrics.sent(EventKind::Heartbeat, 1, frame.len() as u64);
+        metrics
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Chunk::one(frame, 1))
     }
 
     /// A listener for the shutdown that ends this stream.
@@ -174,7 +230,7 @@ impl QuoteStream {
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
         futures_util::stream::unfold(self, |mut stream| async move {
             let chunk = stream.next_chunk().await?;
-            Some((Ok(chunk.bytes), stream))
+            Some((Ok(chunk.into_bytes()), stream))
         })
     }
 }

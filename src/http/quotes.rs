@@ -12,7 +12,7 @@ use super::params::{self, query_pairs};
 use super::rejection::ApiError;
 use super::{raw_query, read_only, with_app, App};
 use crate::feed::Subscription;
-use crate::stream::{QuoteStream, Start};
+use crate::stream::{Pacing, QuoteStream, Start};
 
 /// Headers of every SSE response, besides `Access-Control-Allow-Origin`.
 pub const SSE_HEADERS: [(&str, &str); 3] = [
@@ -87,7 +87,10 @@ pub fn open_stream(
         app.feed.clone(),
         sub,
         last_event_id.map_or(Start::Snapshot, Start::Resume),
-        app.config.retry_ms,
+        Pacing {
+            retry_ms: app.config.retry_ms,
+            flush: app.config.flush(),
+        },
         app.shutdown.subscribe(),
         slot,
     ))
