@@ -190,7 +190,14 @@ impl QuoteStream {
                 metrics
                     .writes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.next_write = Instant::now() + self.flush;
+                // A chunk cut at the size limit leaves more pending: write it right away, so
+                // pacing never makes a client fall behind. Otherwise wait out the window.
+                let caught_up = self.cursor.seq >= newest;
+                self.next_write = if caught_up {
+                    Instant::now() + self.flush
+                } else {
+                    Instant::now()
+                };
                 return Some(chunk);
             }
             tokio::select! {

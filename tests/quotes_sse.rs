@@ -188,3 +188,38 @@ async fn same_seed_gives_same_updates_on_two_servers() {
     b.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_window_batches_many_updates_into_few_writes() {
+    // 120 symbols x 5 updates/s = 600 updates/s; one write per 300 ms per client at most.
+    let server = common::start(&["--seed", "8", "--rate", "5", "--flush-ms", "300"]).await;
+    let mut sse = SseClient::connect(&http1(), &server.url("/quotes"), &[]).await;
+    let snapshot = sse.next_named("snapshot").await;
+    let writes_before = common::metric(&server.url(""), "tickcast_writes_total ").await;
+    let first = snapshot.id_num() + 1;
+    for expected in first..first + 1_500 {
+        assert_eq!(sse.next_named("quote").await.id_num(), expected, "lossless");
+    }
+    let writes = common::metric(&server.url(""), "tickcast_writes_total ").await - writes_before;
+    // 1,500 updates take ~2.5 s to generate: about 9 writes at 300 ms, never one per update.
+    assert!(writes <= 20, "{writes} writes for 1,500 updates");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_feed_never_makes_a_paced_client_fall_behind() {
+    // 6,000 updates/s: a 300 ms window holds more than one chunk (64 KiB); the rest must follow
+    // at once instead of waiting for the next window, or the client would fall out of history.
+    let server = common::start(&["--seed", "8", "--rate", "50", "--flush-ms", "300"]).await;
+    let mut sse = SseClient::connect(&http1(), &server.url("/quotes"), &[]).await;
+    let snapshot = sse.next_named("snapshot").await;
+    let first = snapshot.id_num() + 1;
+    for expected in first..first + 20_000 {
+        assert_eq!(sse.next_named("quote").await.id_num(), expected, "lossless");
+    }
+    assert_eq!(
+        common::metric(&server.url(""), "tickcast_updates_conflated_total ").await,
+        0
+    );
+    server.stop().await;
+}
