@@ -63,8 +63,8 @@ pub struct Config {
 
     /// Minimum milliseconds between two writes of quotes to one client: updates due in between
     /// go out together in one write. 0 writes every update as soon as it is due. The default,
-    /// about one 60 Hz frame, is below what a person watching a dashboard can notice and cuts
-    /// the server's CPU per client by ~40% against 0 (docs/BENCHMARKS.md).
+    /// about one 60 Hz frame, is below what a person watching a dashboard can notice and about
+    /// halves the server's CPU per client against 0 (docs/BENCHMARKS.md).
     #[arg(long, env = "TICKCAST_FLUSH_MS", default_value_t = 20)]
     pub flush_ms: u64,
 
