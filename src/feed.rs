@@ -201,11 +201,6 @@ impl Feed {
         self.shared.heartbeat.subscribe()
     }
 
-    /// Receiver of one symbol's latest quote.
-    pub fn subscribe_symbol(&self, index: u16) -> watch::Receiver<Latest> {
-        self.shared.latest[index as usize].subscribe()
-    }
-
     /// Publishes a heartbeat frame to every stream.
     pub fn publish_heartbeat(&self, frame: Bytes) {
         self.shared.heartbeat.send_replace(frame);

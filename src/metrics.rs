@@ -75,11 +75,6 @@ impl Metrics {
         self.bytes[kind as usize].fetch_add(bytes, Relaxed);
     }
 
-    /// Events of `kind` sent so far.
-    pub fn events_sent(&self, kind: EventKind) -> u64 {
-        self.events[kind as usize].load(Relaxed)
-    }
-
     /// The Prometheus text exposition of every counter and gauge.
     pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::with_capacity(2048);

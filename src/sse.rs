@@ -120,11 +120,6 @@ fn write_quote_frame(buf: &mut Vec<u8>, quote: &Quote) -> (u32, u32) {
     (json_start, json_end)
 }
 
-/// The JSON of one quote, as sent in `data:` lines and REST bodies.
-pub fn quote_json(quote: &Quote) -> Vec<u8> {
-    serde_json::to_vec(quote).expect("a quote always serialises")
-}
-
 /// `retry: <ms>`: tells EventSource how long to wait before reconnecting.
 pub fn retry_frame(retry_ms: u64) -> Bytes {
     Bytes::from(format!("retry: {retry_ms}\n\n"))
@@ -202,7 +197,10 @@ mod tests {
         }]);
         let expected = "event: quote\nid: 1234\ndata: {\"symbol\":\"AAPL\",\"seq\":1234,\"ts\":1732480000123,\"price\":\"187.23\",\"bid\":\"187.22\",\"ask\":\"187.24\",\"bid_size\":300,\"ask_size\":500,\"last_size\":100,\"volume\":1234567,\"open\":\"185.00\",\"high\":\"188.10\",\"low\":\"184.90\",\"prev_close\":\"185.50\",\"change\":\"1.73\",\"change_pct\":\"0.93\"}\n\n";
         assert_eq!(std::str::from_utf8(&batch.bytes).unwrap(), expected);
-        assert_eq!(batch.json(0), Bytes::from(quote_json(&sample_quote(1234))));
+        assert_eq!(
+            batch.json(0),
+            Bytes::from(serde_json::to_vec(&sample_quote(1234)).unwrap())
+        );
     }
 
     #[test]

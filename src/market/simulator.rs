@@ -174,11 +174,6 @@ impl Simulator {
             .collect()
     }
 
-    /// Sequence number of the newest update.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
     /// Feed time of the next update, nanoseconds.
     pub fn next_update_ns(&self) -> u64 {
         self.queue.peek().map_or(u64::MAX, |Reverse((at, _))| *at)
