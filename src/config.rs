@@ -15,9 +15,10 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// CSV file of symbols: symbol,name,price,volatility,drift,tick_size,beta.
-    #[arg(long, env = "TICKCAST_SYMBOLS", default_value = "data/symbols.csv")]
-    pub symbols: PathBuf,
+    /// CSV file of symbols: symbol,name,price,volatility,drift,tick_size,beta
+    /// [default: the 120 symbols of data/symbols.csv, built into the binary].
+    #[arg(long, env = "TICKCAST_SYMBOLS")]
+    pub symbols: Option<PathBuf>,
 
     /// Seed of the simulation: the same seed gives the same updates in the same order.
     /// Without it a random seed is chosen and logged.

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let specs = symbols::load(&config.symbols)?;
+    let specs = symbols::load_or_built_in(config.symbols.as_deref())?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = config.threads {
         runtime.worker_threads(threads);

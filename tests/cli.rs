@@ -109,9 +109,17 @@ async fn port_in_use_is_one_line_and_non_zero() {
 /// Starts the binary on an ephemeral port and returns it with its address (read from the log).
 async fn spawn_server(extra: &[&str]) -> (Child, String) {
     let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
+    let mut args = vec!["--symbols", symbols];
+    args.extend_from_slice(extra);
+    spawn_server_in(&std::env::temp_dir(), &args).await
+}
+
+/// Starts the binary in `dir` with only the given flags (plus an ephemeral port).
+async fn spawn_server_in(dir: &std::path::Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0", "--symbols", symbols])
-        .args(extra)
+        .current_dir(dir)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -260,6 +268,28 @@ async fn single_threaded_runtime_streams_and_resumes() {
         resumed.next().await.unwrap().id_num(),
         snapshot.id_num() + 1
     );
+    sigterm(&child);
+    let status = tokio::time::timeout(common::STEP, child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_binary_runs_anywhere_with_its_built_in_symbols_and_page() {
+    // No --symbols and no web/ in the working directory: both come from the binary.
+    let (mut child, addr) = spawn_server_in(&std::env::temp_dir(), &["--seed", "1"]).await;
+    let (status, _, health) = common::get_json(&format!("http://{addr}/healthz")).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["symbols"], 120);
+    let page = common::http1()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<html"));
     sigterm(&child);
     let status = tokio::time::timeout(common::STEP, child.wait())
         .await

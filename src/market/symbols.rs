@@ -81,6 +81,28 @@ pub enum SymbolsError {
 /// The most symbols one feed carries; symbol indexes are stored as `u16`.
 pub const MAX_SYMBOLS: usize = 4096;
 
+/// `data/symbols.csv` as it was when the binary was built, so a copied binary runs anywhere.
+pub const BUILT_IN: &str = include_str!("../../data/symbols.csv");
+
+/// The built-in symbol table (see [`BUILT_IN`]).
+///
+/// # Errors
+/// Never for the file shipped with the crate (a unit test checks it), but the type says so.
+pub fn built_in() -> Result<Vec<SymbolSpec>, SymbolsError> {
+    parse(Path::new("data/symbols.csv (built in)"), BUILT_IN)
+}
+
+/// The symbols from `path`, or the built-in table when `path` is `None`.
+///
+/// # Errors
+/// See [`load`].
+pub fn load_or_built_in(path: Option<&Path>) -> Result<Vec<SymbolSpec>, SymbolsError> {
+    match path {
+        Some(path) => load(path),
+        None => built_in(),
+    }
+}
+
 /// Reads and validates a symbol file.
 ///
 /// # Errors
@@ -302,6 +324,12 @@ mod tests {
     fn bad_symbol_and_empty_file_are_refused() {
         assert!(error_of("A$B,A,1.00,0.2,0.1,0.01,1\n").contains("column 'symbol'"));
         assert_eq!(error_of(""), "syms.csv: no symbols in file");
+    }
+
+    #[test]
+    fn built_in_table_matches_the_shipped_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/symbols.csv");
+        assert_eq!(built_in().unwrap(), load(&path).unwrap());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub async fn start_on(addr: SocketAddr, args: &[&str]) -> TestServer {
     argv.extend_from_slice(args);
     let config = Config::try_parse_from(argv).expect("test flags parse");
     config.validate().expect("test flags are valid");
-    let specs = symbols::load(&config.symbols).expect("symbols load");
+    let specs = symbols::load_or_built_in(config.symbols.as_deref()).expect("symbols load");
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
