@@ -281,6 +281,20 @@ impl AsyncWrite for Prefixed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_request_heads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_stream_request(&bytes);
+            let mut head = b"GET /quotes?".to_vec();
+            head.extend_from_slice(&bytes);
+            head.extend_from_slice(b" HTTP/1.1\r\nLast-Event-ID: ");
+            head.extend_from_slice(&bytes);
+            head.extend_from_slice(b"\r\n\r\n");
+            let _ = parse_stream_request(&head);
+        }
+    }
 
     #[test]
     fn size_lines_are_lower_hex() {
