@@ -27,6 +27,7 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let specs = symbols::load_or_built_in(config.symbols.as_deref())?;
+    raise_open_file_limit(config.max_clients);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = config.threads {
         runtime.worker_threads(threads);
@@ -42,4 +43,18 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tickcast::run(listener, config, specs, shutdown::signal()).await?;
         Ok(())
     })
+}
+
+/// Every client is a socket: raise the soft open-file limit to the hard limit (commonly 1024
+/// soft), and warn if `--max-clients` still does not fit.
+fn raise_open_file_limit(max_clients: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if (limit as usize) < max_clients + 64 => tracing::warn!(
+            limit,
+            max_clients,
+            "the open-file limit is below --max-clients; connections past it will be refused"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
