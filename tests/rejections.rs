@@ -254,3 +254,31 @@ async fn arbitrary_bytes_in_requests_never_break_the_server() {
     assert_eq!(status, 200, "server still healthy: {health}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_dir_from_disk_serves_files_and_nothing_outside_it() {
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let server = common::start(&["--seed", "1", "--web-dir", web]).await;
+    let page = http1().get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    let js = http1().get(server.url("/app.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    // Cargo.toml sits next to web/: none of these may reach it.
+    for path in [
+        "/..%2fCargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/%2e%2e%2fCargo.toml",
+        "/..%5cCargo.toml",
+        "/.%2e/Cargo.toml",
+    ] {
+        let resp = http1().get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        assert!(!resp.text().await.unwrap().contains("[package]"), "{path}");
+    }
+    server.stop().await;
+}
