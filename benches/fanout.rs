@@ -109,6 +109,14 @@ struct Delivered {
 }
 
 impl Delivered {
+    fn new() -> Arc<Delivered> {
+        Arc::new(Delivered {
+            events: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            done: Notify::new(),
+        })
+    }
+
     fn add(&self, n: u64) {
         let total = self.events.fetch_add(n, Ordering::AcqRel) + n;
         if total >= self.target.load(Ordering::Acquire) {
@@ -129,11 +137,15 @@ fn count_events(chunk: &[u8]) -> u64 {
     memchr::memmem::find_iter(chunk, b"\n\n").count() as u64
 }
 
-fn fanout_inprocess(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn fanout_inprocess(c: &mut Criterion) {
+    let rt = runtime();
     let specs = specs();
     let mut group = c.benchmark_group("fanout_inprocess");
     group
@@ -178,11 +190,7 @@ fn fanout_inprocess(c: &mut Criterion) {
                         let opening = batches.sim.opening_quotes();
                         feed.publish(Batch::encode(&opening));
                         let (trigger, stop) = shutdown::channel();
-                        let delivered = Arc::new(Delivered {
-                            events: AtomicU64::new(0),
-                            target: AtomicU64::new(u64::MAX),
-                            done: Notify::new(),
-                        });
+                        let delivered = Delivered::new();
                         for i in 0..clients {
                             let slot = feed.try_register_client(usize::MAX).unwrap();
                             let mut stream = QuoteStream::open(
@@ -233,10 +241,7 @@ fn fanout_inprocess(c: &mut Criterion) {
 }
 
 fn fanout_loopback(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let specs = specs();
     let clients = 1_000u64;
     let mut group = c.benchmark_group("fanout_loopback");
@@ -264,11 +269,7 @@ fn fanout_loopback(c: &mut Criterion) {
                 let server = tokio::spawn(tickcast::server::serve(listener, app, async {
                     let _ = stop_rx.await;
                 }));
-                let delivered = Arc::new(Delivered {
-                    events: AtomicU64::new(0),
-                    target: AtomicU64::new(u64::MAX),
-                    done: Notify::new(),
-                });
+                let delivered = Delivered::new();
                 for _ in 0..clients {
                     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
                     socket.set_nodelay(true).unwrap();

@@ -171,15 +171,13 @@ pub async fn serve_stream(mut socket: TcpStream, mut stream: QuoteStream, cors_o
 
 /// One HTTP chunk (`{len:x}\r\n{parts...}\r\n`) as vectored writes: the frame bytes are
 /// shared, never copied.
-async fn write_chunk(socket: &mut TcpStream, parts: Vec<Bytes>) -> io::Result<()> {
+async fn write_chunk(socket: &mut TcpStream, mut parts: Vec<Bytes>) -> io::Result<()> {
     let len = parts.iter().map(Bytes::len).sum();
     let mut size_line = [0u8; 18];
     let size_len = hex_size_line(len, &mut size_line);
-    let mut bufs = Vec::with_capacity(parts.len() + 2);
-    bufs.push(Bytes::copy_from_slice(&size_line[..size_len]));
-    bufs.extend(parts);
-    bufs.push(Bytes::from_static(b"\r\n"));
-    write_all_vectored(socket, &mut bufs).await
+    parts.insert(0, Bytes::copy_from_slice(&size_line[..size_len]));
+    parts.push(Bytes::from_static(b"\r\n"));
+    write_all_vectored(socket, &mut parts).await
 }
 
 /// Writes every buffer in order, as few `writev` calls as the socket allows.
@@ -189,8 +187,11 @@ async fn write_all_vectored(socket: &mut TcpStream, bufs: &mut [Bytes]) -> io::R
     let mut first = 0;
     while first < bufs.len() {
         let end = bufs.len().min(first + MAX_SLICES);
-        let slices: Vec<IoSlice<'_>> = bufs[first..end].iter().map(|b| IoSlice::new(b)).collect();
-        let mut written = socket.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        for (slice, buf) in slices.iter_mut().zip(&bufs[first..end]) {
+            *slice = IoSlice::new(buf);
+        }
+        let mut written = socket.write_vectored(&slices[..end - first]).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

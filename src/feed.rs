@@ -111,6 +111,18 @@ struct History {
     newest: u64,
 }
 
+impl History {
+    /// The batches holding updates after `seq`, each with how many of its frames come at or
+    /// before `seq` (to skip).
+    fn after(&self, seq: u64) -> impl Iterator<Item = (&Batch, usize)> {
+        let first = self.batches.partition_point(|b| b.last_seq() <= seq);
+        self.batches.range(first..).map(move |batch| {
+            let skip = (seq + 1).saturating_sub(batch.first_seq) as usize;
+            (&**batch, skip)
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     specs: Vec<SymbolSpec>,
@@ -274,8 +286,7 @@ impl Feed {
         }
         // Count the subscribed updates after the id, to know the running total at the id.
         let mut after = 0;
-        for batch in h.batches.iter().filter(|b| b.last_seq() > last_event_id) {
-            let skip = last_event_id.saturating_sub(batch.first_seq - 1) as usize;
+        for (batch, skip) in h.after(last_event_id) {
             after += batch.frames[skip..]
                 .iter()
                 .filter(|f| sub.contains(f.symbol))
@@ -303,13 +314,11 @@ impl Feed {
         if cursor.seq + 1 < self.window_start(&h) {
             return self.conflate(&h, cursor, sub);
         }
-        let first = h.batches.partition_point(|b| b.last_seq() <= cursor.seq);
         let mut parts: Vec<Bytes> = Vec::new();
         let mut size = 0;
         let mut quotes = 0u64;
         let mut copy = BytesMut::new();
-        for batch in h.batches.range(first..) {
-            let skip = (cursor.seq + 1).saturating_sub(batch.first_seq) as usize;
+        for (batch, skip) in h.after(cursor.seq) {
             match sub {
                 Subscription::All => {
                     let part = batch.frames_from(skip);

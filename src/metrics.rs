@@ -23,12 +23,13 @@ impl EventKind {
         EventKind::Heartbeat,
     ];
 
-    fn label(self) -> &'static str {
+    /// The Prometheus label set of this kind.
+    fn labels(self) -> &'static str {
         match self {
-            EventKind::Retry => "retry",
-            EventKind::Snapshot => "snapshot",
-            EventKind::Quote => "quote",
-            EventKind::Heartbeat => "heartbeat",
+            EventKind::Retry => "{event=\"retry\"}",
+            EventKind::Snapshot => "{event=\"snapshot\"}",
+            EventKind::Quote => "{event=\"quote\"}",
+            EventKind::Heartbeat => "{event=\"heartbeat\"}",
         }
     }
 }
@@ -69,6 +70,12 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// Counts one write to a client: `events` events of `kind` in `bytes` bytes.
+    pub fn wrote(&self, kind: EventKind, events: u64, bytes: u64) {
+        self.sent(kind, events, bytes);
+        self.writes.fetch_add(1, Relaxed);
+    }
+
     /// Counts `events` events of `kind` in `bytes` bytes.
     pub fn sent(&self, kind: EventKind, events: u64, bytes: u64) {
         self.events[kind as usize].fetch_add(events, Relaxed);
@@ -84,21 +91,14 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
-        let per_kind = |counters: &[AtomicU64; 4]| -> Vec<(String, u64)> {
+        let per_kind = |counters: &[AtomicU64; 4]| -> Vec<(&str, u64)> {
             EventKind::ALL
                 .iter()
-                .map(|k| {
-                    (
-                        format!("{{event=\"{}\"}}", k.label()),
-                        counters[*k as usize].load(Relaxed),
-                    )
-                })
+                .map(|k| (k.labels(), counters[*k as usize].load(Relaxed)))
                 .collect()
         };
         let events = per_kind(&self.events);
         let bytes = per_kind(&self.bytes);
-        let events: Vec<(&str, u64)> = events.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        let bytes: Vec<(&str, u64)> = bytes.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         let load = |c: &AtomicU64| c.load(Relaxed);
 
         metric(

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -17,12 +16,11 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::direct::{self, FirstRequest, Prefixed};
-use crate::feed::Feed;
-use crate::http::{self, assets::Assets, App};
+use crate::http::{self, App};
 use crate::market::simulator::{SimConfig, SimError, Simulator};
 use crate::market::SymbolSpec;
 use crate::publisher;
-use crate::shutdown::{self, ShutdownTrigger};
+use crate::shutdown;
 
 /// How long open connections get to finish after shutdown before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -64,7 +62,7 @@ pub async fn run(
         },
     )?;
     let (trigger, stop) = shutdown::channel();
-    let app = App::new(config, specs, trigger)?;
+    let app = App::new(config, specs, trigger).map_err(ServeError::WebDir)?;
     publisher::publish_opening(&app.feed, &sim);
     let market = tokio::spawn(publisher::run_market(
         app.feed.clone(),
@@ -92,28 +90,6 @@ pub async fn run(
     let _ = tokio::join!(market, heartbeat);
     tracing::info!("stopped");
     Ok(())
-}
-
-impl App {
-    /// The shared state for `specs` under `config`, with an empty feed.
-    ///
-    /// # Errors
-    /// A web directory that cannot be opened.
-    pub fn new(
-        config: Config,
-        specs: Vec<SymbolSpec>,
-        shutdown: ShutdownTrigger,
-    ) -> Result<App, ServeError> {
-        let assets = Assets::new(config.web_dir.as_deref()).map_err(ServeError::WebDir)?;
-        let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
-        Ok(App {
-            feed: Feed::new(specs, config.history),
-            config: Arc::new(config),
-            shutdown,
-            assets: Arc::new(assets),
-            symbols_json,
-        })
-    }
 }
 
 /// Serves `app`'s routes on `listener` until `shutdown_signal` completes; then fires the app's

@@ -186,10 +186,7 @@ impl QuoteStream {
                     events: collected.quotes,
                 };
                 let metrics = self.feed.metrics();
-                metrics.sent(EventKind::Quote, chunk.events, chunk.len() as u64);
-                metrics
-                    .writes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.wrote(EventKind::Quote, chunk.events, chunk.len() as u64);
                 // A chunk cut at the size limit leaves more pending: write it right away, so
                 // pacing never makes a client fall behind. Otherwise wait out the window.
                 let caught_up = self.cursor.seq >= newest;
@@ -219,10 +216,7 @@ impl QuoteStream {
         }
         let frame = self.heartbeat.borrow_and_update().clone();
         let metrics = self.feed.metrics();
-        metrics.sent(EventKind::Heartbeat, 1, frame.len() as u64);
-        metrics
-            .writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.wrote(EventKind::Heartbeat, 1, frame.len() as u64);
         Some(Chunk::one(frame, 1))
     }
 

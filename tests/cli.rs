@@ -142,6 +142,16 @@ async fn spawn_server_in(dir: &std::path::Path, args: &[&str]) -> (Child, String
     (child, addr)
 }
 
+/// Sends SIGTERM and checks the server exits 0 in time.
+async fn stop_cleanly(child: &mut Child) {
+    sigterm(child);
+    let status = tokio::time::timeout(common::STEP, child.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 fn sigterm(child: &Child) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
@@ -157,12 +167,7 @@ async fn sigterm_ends_open_streams_and_exits_zero() {
     let mut sse =
         common::SseClient::connect(&common::http1(), &format!("http://{addr}/quotes"), &[]).await;
     sse.next_named("snapshot").await;
-    sigterm(&child);
-    let status = tokio::time::timeout(common::STEP, child.wait())
-        .await
-        .expect("exits in time")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    stop_cleanly(&mut child).await;
     while sse.next().await.is_some() {}
 }
 
@@ -268,12 +273,7 @@ async fn single_threaded_runtime_streams_and_resumes() {
         resumed.next().await.unwrap().id_num(),
         snapshot.id_num() + 1
     );
-    sigterm(&child);
-    let status = tokio::time::timeout(common::STEP, child.wait())
-        .await
-        .expect("exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    stop_cleanly(&mut child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,10 +290,5 @@ async fn a_copied_binary_runs_anywhere_with_its_built_in_symbols_and_page() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
-    sigterm(&child);
-    let status = tokio::time::timeout(common::STEP, child.wait())
-        .await
-        .expect("exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    stop_cleanly(&mut child).await;
 }

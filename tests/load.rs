@@ -42,6 +42,28 @@ async fn load(args: &[&str]) -> Output {
 }
 
 /// The single JSON line of a `--json-only` run.
+/// A quiet, JSON-only run of `clients` connections to `url`.
+async fn measure(url: &str, clients: u32, ramp_s: u32, duration_s: u32) -> Output {
+    let (clients, ramp, duration) = (
+        clients.to_string(),
+        ramp_s.to_string(),
+        duration_s.to_string(),
+    );
+    load(&[
+        "--url",
+        url,
+        "--clients",
+        &clients,
+        "--ramp",
+        &ramp,
+        "--duration",
+        &duration,
+        "--json-only",
+        "--quiet",
+    ])
+    .await
+}
+
 fn json_line(out: &Output) -> Value {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
@@ -58,19 +80,7 @@ fn json_line(out: &Output) -> Value {
 async fn measures_fifty_streams_of_a_real_server() {
     let server = common::start(&["--seed", "1", "--rate", "20", "--flush-ms", "50"]).await;
     let url = server.url("/quotes");
-    let out = load(&[
-        "--url",
-        &url,
-        "--clients",
-        "50",
-        "--ramp",
-        "1",
-        "--duration",
-        "2",
-        "--json-only",
-        "--quiet",
-    ])
-    .await;
+    let out = measure(&url, 50, 1, 2).await;
     server.stop().await;
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     let v = json_line(&out);
@@ -100,19 +110,7 @@ async fn measures_fifty_streams_of_a_real_server() {
 async fn a_subset_subscription_has_id_jumps_but_no_order_errors() {
     let server = common::start(&["--seed", "2", "--rate", "20", "--flush-ms", "0"]).await;
     let url = server.url("/quotes?symbols=AAPL,MSFT");
-    let out = load(&[
-        "--url",
-        &url,
-        "--clients",
-        "5",
-        "--ramp",
-        "0",
-        "--duration",
-        "1",
-        "--json-only",
-        "--quiet",
-    ])
-    .await;
+    let out = measure(&url, 5, 0, 1).await;
     server.stop().await;
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     let v = json_line(&out);
@@ -125,19 +123,7 @@ async fn a_subset_subscription_has_id_jumps_but_no_order_errors() {
 async fn a_url_that_is_not_an_event_stream_fails_every_client() {
     let server = common::start(&["--seed", "1"]).await;
     let url = server.url("/healthz");
-    let out = load(&[
-        "--url",
-        &url,
-        "--clients",
-        "3",
-        "--ramp",
-        "0",
-        "--duration",
-        "1",
-        "--json-only",
-        "--quiet",
-    ])
-    .await;
+    let out = measure(&url, 3, 0, 1).await;
     server.stop().await;
     assert_eq!(out.code, Some(1), "no client connected: exit 1");
     let v = json_line(&out);

@@ -18,6 +18,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
 use crate::feed::Feed;
+use crate::market::SymbolSpec;
 use crate::shutdown::ShutdownTrigger;
 use assets::Assets;
 use rejection::{ApiError, ALLOWED_METHODS};
@@ -35,6 +36,26 @@ pub struct App {
 }
 
 impl App {
+    /// The shared state for `specs` under `config`, with an empty feed.
+    ///
+    /// # Errors
+    /// A `--web-dir` that cannot be opened.
+    pub fn new(
+        config: Config,
+        specs: Vec<SymbolSpec>,
+        shutdown: ShutdownTrigger,
+    ) -> std::io::Result<App> {
+        let assets = Assets::new(config.web_dir.as_deref())?;
+        let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
+        Ok(App {
+            feed: Feed::new(specs, config.history),
+            config: Arc::new(config),
+            shutdown,
+            assets: Arc::new(assets),
+            symbols_json,
+        })
+    }
+
     /// Most symbols one request may name.
     pub fn max_symbols(&self) -> usize {
         self.config.max_symbols.unwrap_or(self.feed.specs().len())
