@@ -39,6 +39,9 @@ fn simulator(specs: &[SymbolSpec]) -> Simulator {
         rate: 2.0,
         speed: 1.0,
         start_epoch_ms: 1_700_000_000_000,
+        // Monday 2024-03-04, 09:30 ET: the opening auction comes first.
+        market_start: 1_709_562_600_000,
+        skip_closed: true,
     };
     Simulator::try_new(specs, config).unwrap()
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::market::clock::{self, ClockError, MarketMs};
 use warp::http::HeaderValue;
 
 /// tickcast: a stock-market simulator that broadcasts quotes as Server-Sent Events.
@@ -15,8 +17,8 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// CSV file of symbols: symbol,name,price,volatility,drift,tick_size,beta
-    /// [default: the 120 symbols of data/symbols.csv, built into the binary].
+    /// CSV file of symbols:
+    /// symbol,name,price,volatility,drift,tick_size,beta,sector,adv,spread_bp,tier [default: the 120 symbols of data/symbols.csv, built into the binary].
     #[arg(long, env = "TICKCAST_SYMBOLS")]
     pub symbols: Option<PathBuf>,
 
@@ -25,14 +27,27 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_SEED")]
     pub seed: Option<u64>,
 
-    /// Mean updates per second per symbol (Poisson).
+    /// Mean market events (trades and quote changes) per symbol per wall-clock second during
+    /// the regular session, whatever --speed; busy symbols get more, quiet ones fewer, and
+    /// pre- and post-market a tenth.
     #[arg(long, env = "TICKCAST_RATE", default_value_t = 2.0)]
     pub rate: f64,
 
-    /// Market seconds per wall-clock second: 60 moves prices as much in a second as a real
-    /// market moves in a minute. It does not change the update rate.
+    /// Market seconds per wall-clock second: 60 runs a market minute in a second. It does not
+    /// change the event rate; trade sizes grow with it so daily volume stays realistic.
     #[arg(long, env = "TICKCAST_SPEED", default_value_t = 1.0)]
     pub speed: f64,
+
+    /// Market time at start-up: an RFC 3339 date-time (2024-03-04T10:00:00-05:00) or a trading
+    /// date (2024-03-04, meaning its 09:30 ET open) [default: 09:30 ET of the most recent
+    /// trading day, so the market opens at once].
+    #[arg(long, env = "TICKCAST_START")]
+    pub start: Option<String>,
+
+    /// Wait out nights, weekends and holidays in market time instead of skipping them (by
+    /// default the clock jumps from the end of the post-market to the next pre-market).
+    #[arg(long, env = "TICKCAST_KEEP_CLOSED_TIME")]
+    pub keep_closed_time: bool,
 
     /// Updates kept for Last-Event-ID replay (counted over all symbols).
     #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 10_000)]
@@ -99,6 +114,8 @@ pub enum ConfigError {
     Threads(usize),
     #[error("--web-dir {0} is not a directory")]
     WebDir(PathBuf),
+    #[error("{0}")]
+    Start(#[from] ClockError),
 }
 
 impl Config {
@@ -139,6 +156,7 @@ impl Config {
                 return Err(ConfigError::Threads(t));
             }
         }
+        self.market_start(0)?;
         if let Some(dir) = &self.web_dir {
             if !dir.is_dir() {
                 return Err(ConfigError::WebDir(dir.clone()));
@@ -150,6 +168,18 @@ impl Config {
     /// The configuration with every default, as a test or bench would start from.
     pub fn defaults() -> Config {
         Config::parse_from(["tickcast"])
+    }
+
+    /// Market time at start-up, epoch ms: `--start`, or the default start relative to the
+    /// wall-clock `now_ms`.
+    ///
+    /// # Errors
+    /// A `--start` that is not a date-time or a trading date.
+    pub fn market_start(&self, now_ms: i64) -> Result<MarketMs, ClockError> {
+        match &self.start {
+            Some(text) => clock::parse_start(text),
+            None => Ok(clock::default_start(now_ms)),
+        }
     }
 
     /// Interval between heartbeats.

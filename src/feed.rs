@@ -478,6 +478,9 @@ mod tests {
                 rate: 5.0,
                 speed: 1.0,
                 start_epoch_ms: 0,
+                // Monday 2024-03-04 10:30 ET: mid-session, no opening-auction burst.
+                market_start: 1_709_566_200_000,
+                skip_closed: true,
             },
         )
         .unwrap();

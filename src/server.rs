@@ -33,6 +33,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServeError {
     #[error("invalid simulation settings: {0}")]
     Simulation(#[from] SimError),
+    #[error("{0}")]
+    Start(#[from] crate::market::clock::ClockError),
     #[error("cannot open web directory: {0}")]
     WebDir(#[source] std::io::Error),
 }
@@ -52,13 +54,17 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let seed = config.seed.unwrap_or_else(rand::random);
     let started = tokio::time::Instant::now();
+    let now = publisher::epoch_ms();
+    let market_start = config.market_start(now as i64)?;
     let sim = Simulator::try_new(
         &specs,
         SimConfig {
             seed,
             rate: config.rate,
             speed: config.speed,
-            start_epoch_ms: publisher::epoch_ms(),
+            start_epoch_ms: now,
+            market_start,
+            skip_closed: !config.keep_closed_time,
         },
     )?;
     let (trigger, stop) = shutdown::channel();

@@ -173,6 +173,8 @@ mod tests {
             symbol: Symbol::from_str("AAPL").unwrap(),
             seq,
             ts: 1732480000123,
+            market_ts: 1732458600000,
+            status: crate::market::Status::Trading,
             price: d("187.23"),
             bid: d("187.22"),
             ask: d("187.24"),
@@ -194,8 +196,9 @@ mod tests {
         let batch = Batch::encode(&[Update {
             symbol_index: 0,
             quote: sample_quote(1234),
+            trade: None,
         }]);
-        let expected = "event: quote\nid: 1234\ndata: {\"symbol\":\"AAPL\",\"seq\":1234,\"ts\":1732480000123,\"price\":\"187.23\",\"bid\":\"187.22\",\"ask\":\"187.24\",\"bid_size\":300,\"ask_size\":500,\"last_size\":100,\"volume\":1234567,\"open\":\"185.00\",\"high\":\"188.10\",\"low\":\"184.90\",\"prev_close\":\"185.50\",\"change\":\"1.73\",\"change_pct\":\"0.93\"}\n\n";
+        let expected = "event: quote\nid: 1234\ndata: {\"symbol\":\"AAPL\",\"seq\":1234,\"ts\":1732480000123,\"market_ts\":1732458600000,\"status\":\"trading\",\"price\":\"187.23\",\"bid\":\"187.22\",\"ask\":\"187.24\",\"bid_size\":300,\"ask_size\":500,\"last_size\":100,\"volume\":1234567,\"open\":\"185.00\",\"high\":\"188.10\",\"low\":\"184.90\",\"prev_close\":\"185.50\",\"change\":\"1.73\",\"change_pct\":\"0.93\"}\n\n";
         assert_eq!(std::str::from_utf8(&batch.bytes).unwrap(), expected);
         assert_eq!(
             batch.json(0),
@@ -209,6 +212,7 @@ mod tests {
             .map(|seq| Update {
                 symbol_index: seq as u16,
                 quote: sample_quote(seq),
+                trade: None,
             })
             .collect();
         let batch = Batch::encode(&updates);

@@ -34,7 +34,9 @@ fn write_csv(name: &str, body: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(
         &path,
-        format!("symbol,name,price,volatility,drift,tick_size,beta\n{body}"),
+        format!(
+            "symbol,name,price,volatility,drift,tick_size,beta,sector,adv,spread_bp,tier\n{body}"
+        ),
     )
     .unwrap();
     path
@@ -45,22 +47,22 @@ async fn bad_symbol_files_are_refused_with_file_line_and_column() {
     let cases = [
         (
             "dup.csv",
-            "A,A,1.00,0.2,0.1,0.01,1\nA,B,2.00,0.2,0.1,0.01,1\n",
+            "A,A,1.00,0.2,0.1,0.01,1,Energy,1000,1.0,1\nA,B,2.00,0.2,0.1,0.01,1,Energy,1000,1.0,1\n",
             ":3: column 'symbol': duplicate symbol A",
         ),
         (
             "neg.csv",
-            "A,A,-1.00,0.2,0.1,0.01,1\n",
+            "A,A,-1.00,0.2,0.1,0.01,1,Energy,1000,1.0,1\n",
             ":2: column 'price': price must be positive",
         ),
         (
             "tick.csv",
-            "A,A,1.00,0.2,0.1,0,1\n",
+            "A,A,1.00,0.2,0.1,0,1,Energy,1000,1.0,1\n",
             ":2: column 'tick_size': tick size must be positive",
         ),
         (
             "nan.csv",
-            "A,A,1.00,x,0.1,0.01,1\n",
+            "A,A,1.00,x,0.1,0.01,1,Energy,1000,1.0,1\n",
             ":2: column 'volatility': 'x' is not a number",
         ),
     ];
@@ -174,9 +176,12 @@ async fn sigterm_ends_open_streams_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quotes() {
     // 120 symbols x 100 updates/s ~ 4 MB/s of frames; the history holds only 500 updates.
+    // Midday, so the rate is the average one (the open is 2.5 times as busy).
     let (mut child, addr) = spawn_server(&[
         "--seed",
         "1",
+        "--start",
+        "2024-03-04T12:00:00-05:00",
         "--rate",
         "100",
         "--history",

@@ -1,9 +1,21 @@
-//! The market: symbols, quotes, and the simulator that moves them.
+//! The market: a simulated exchange with its clock, prices, order book and halts.
 //!
-//! Nothing here knows about HTTP or the wire format; `walk` knows nothing about tokio.
+//! Layers, each ignorant of the ones above: [`clock`] (calendar and sessions), [`volatility`]
+//! (calm and storm), [`price`] (the efficient price), [`book`] and [`halts`] (microstructure),
+//! [`events`] (what is published) and [`simulator`], which drives them in market time from one
+//! seeded generator. [`coarse`] drives the same price model on a fixed grid, for statistics;
+//! [`facts`] measures the stylized facts. Nothing here knows about tokio, HTTP or the wire format.
 
+pub mod book;
+pub mod clock;
+pub mod coarse;
+pub mod events;
+pub mod facts;
+pub mod halts;
+pub mod price;
 pub mod simulator;
 pub mod symbols;
+pub mod volatility;
 pub mod walk;
 
 use std::fmt;
@@ -13,6 +25,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
+pub use events::{Conditions, Status, Trade};
 pub use simulator::Simulator;
 pub use symbols::SymbolSpec;
 
@@ -86,16 +99,21 @@ pub struct Quote {
     pub symbol: Symbol,
     /// Global sequence number of this update (all symbols share one counter).
     pub seq: u64,
-    /// Wall-clock time of the update, epoch milliseconds.
+    /// Wall-clock time of publication, epoch milliseconds: what latency is measured on.
     pub ts: u64,
+    /// Market time of the event, epoch milliseconds: what charts are drawn on.
+    pub market_ts: i64,
+    /// Whether the symbol is trading, halted or closed.
+    pub status: Status,
     pub price: Decimal,
     pub bid: Decimal,
     pub ask: Decimal,
     pub bid_size: u64,
     pub ask_size: u64,
     pub last_size: u64,
-    /// Shares traded since the session opened.
+    /// Shares traded since the trading day began (pre-market included); 0 after the rollover.
     pub volume: u64,
+    /// The official open (the opening auction print); the previous close until then.
     pub open: Decimal,
     pub high: Decimal,
     pub low: Decimal,
@@ -106,11 +124,13 @@ pub struct Quote {
     pub change_pct: Decimal,
 }
 
-/// One generated update: the quote and the index of its symbol in the symbol table.
+/// One market event: the symbol's quote after it, the index of its symbol in the symbol table,
+/// and the trade when the event is one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Update {
     pub symbol_index: u16,
     pub quote: Quote,
+    pub trade: Option<Trade>,
 }
 
 #[cfg(test)]

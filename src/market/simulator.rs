@@ -1,36 +1,69 @@
-//! One deterministic simulator for all symbols.
+//! One deterministic simulator for all symbols, in market time.
 //!
-//! Each symbol updates at the times of its own Poisson process (mean `rate` per second of feed
-//! time). A seeded queue of those times decides which symbol updates next, so the order of
-//! updates, and with it every `seq`, is fixed by the seed. Feed time is passed in by the caller
-//! (the publisher derives it from tokio's clock); wall-clock timestamps are the only part of a
-//! quote that depends on when the program runs.
+//! The simulator owns the exchange clock, the price model, every symbol's book and LULD state,
+//! and one seeded ChaCha stream (stable across crate versions, unlike `StdRng`). Everything it
+//! does is ordered by market time: session changes (pre-market, the opening auction, the closing
+//! auction, the daily rollover) and each symbol's next event, kept in one queue. A symbol's
+//! events arrive at a rate proportional to its activity (from its average daily volume), the
+//! intraday shape and its current volatility, so the same seed and start give the same events in
+//! the same order whatever the wall clock does.
+//!
+//! Feed time (nanoseconds since start, from the caller's clock) maps to market time at `speed`.
+//! By default closed time is skipped: when the post-market ends, the clock jumps to the next
+//! trading day's pre-market. `--rate` is counted in wall-clock time, so market-time intensities
+//! are divided by `speed`; trade sizes scale the other way so that volume per simulated day does
+//! not depend on `speed`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Exp};
+use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 
-use super::walk::{self, Shocks, TickGrid, WalkParams};
+use super::book::{spread_ticks, Book, TradeSizes};
+use super::clock::{MarketMs, SessionState, TradingDay};
+use super::events::{Conditions, Status, Trade};
+use super::halts::{HaltReason, Luld, HALT_SECS, LIMIT_STATE_SECS};
+use super::price::{ns_of_ms, MarketNs, PriceModel};
+use super::volatility::{IntradayShape, SESSION_SECS};
+use super::walk::{self, TickGrid};
 use super::{Quote, SymbolSpec, Update};
 
-const NANOS_PER_SEC: f64 = 1e9;
+/// Share of market events that are trades; the rest change the quote (price or size).
+pub const TRADE_SHARE: f64 = 0.35;
+/// Activity outside the regular session relative to its average.
+const EXTENDED_ACTIVITY: f64 = 0.1;
+/// Seconds of pre- and post-market together.
+const EXTENDED_SECS: f64 = (5.5 + 4.0) * 3600.0;
+/// The busiest symbol is at most this many times as active as the quietest.
+const ACTIVITY_RANGE: f64 = 10.0;
+/// Expected shares of a day's volume in the opening and closing auctions.
+const OPENING_AUCTION_SHARE: (f64, f64) = (0.005, 0.015);
+const CLOSING_AUCTION_SHARE: (f64, f64) = (0.04, 0.10);
+const REOPENING_AUCTION_SHARE: (f64, f64) = (0.002, 0.006);
+/// Longest market time between two redraws of a symbol's event rate: the rate follows the
+/// intraday shape and volatility even when events are minutes apart (high `--speed`).
+const MAX_RATE_HOLD_NS: MarketNs = 300 * 1_000_000_000;
+/// Mean of the volatility multiplier (`exp(-sum w^2 / 2)`): activity is divided by it so that
+/// the regular session's mean rate is the requested one.
+const MEAN_VOL_RATIO: f64 = 0.886;
 
 /// Settings of a simulation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimConfig {
     /// Seed of every random draw.
     pub seed: u64,
-    /// Mean updates per second of feed time, per symbol.
+    /// Mean market events per symbol per wall-clock second during the regular session.
     pub rate: f64,
-    /// Market seconds per second of feed time: 60 moves prices as much in one second as a
-    /// real market does in a minute. It does not change how often updates come.
+    /// Market seconds per second of feed time.
     pub speed: f64,
     /// Wall-clock time of feed time 0, epoch milliseconds (only used for `ts`).
     pub start_epoch_ms: u64,
+    /// Market time at feed time 0.
+    pub market_start: MarketMs,
+    /// Jump over nights, weekends and holidays instead of waiting them out.
+    pub skip_closed: bool,
 }
 
 /// A bad simulation setting.
@@ -50,42 +83,90 @@ pub enum SimError {
     NoSymbols,
 }
 
-/// What the simulator remembers about one symbol between its updates.
+/// What is due in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// The symbol's next market event.
+    Event,
+    /// Its event rate is redrawn (a session boundary or [`MAX_RATE_HOLD_NS`] passed).
+    Redraw,
+    /// A limit state that began [`LIMIT_STATE_SECS`] ago may turn into a halt.
+    LimitCheck,
+    /// A halt ends with a reopening auction.
+    Reopen,
+}
+
+/// A session change of the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transition {
+    PreOpen,
+    Open,
+    Close,
+    PostClose,
+}
+
+/// Maps feed time to market time: linear at `speed` within a segment; a new segment starts at
+/// each skip over closed time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Timeline {
+    speed: f64,
+    feed0: u64,
+    market0: MarketNs,
+}
+
+impl Timeline {
+    fn market_at(&self, feed_ns: u64) -> MarketNs {
+        let elapsed = feed_ns.saturating_sub(self.feed0) as f64 * self.speed;
+        self.market0
+            .saturating_add(elapsed.min(i64::MAX as f64 / 2.0) as i64)
+    }
+
+    fn feed_at(&self, market: MarketNs) -> u64 {
+        let elapsed = (market - self.market0).max(0) as f64 / self.speed;
+        self.feed0.saturating_add(elapsed.ceil() as u64)
+    }
+}
+
+/// What the simulator remembers about one symbol.
 #[derive(Debug, Clone)]
 struct SymbolState {
-    params: WalkParams,
     grid: TickGrid,
-    /// Unrounded log price, so that rounding to ticks does not bias the walk.
-    log_price: f64,
-    /// Feed time of the last update, nanoseconds.
-    last_ns: u64,
-    /// Market factor level at the last update.
-    last_market: f64,
-    /// Quote of the last update; the next one is derived from it.
+    tick: f64,
+    spread_bp: f64,
+    adv: f64,
+    /// Relative activity, mean 1 over symbols.
+    activity: f64,
+    sizes: TradeSizes,
+    depth_lots: f64,
+    book: Book,
+    luld: Luld,
+    /// The official close of the current day, once printed.
+    close: Option<Decimal>,
     quote: Quote,
 }
 
-/// The market simulator: owns all symbols' state and the seeded random stream.
+/// The market simulator.
 #[derive(Debug)]
 pub struct Simulator {
     states: Vec<SymbolState>,
-    rng: StdRng,
-    shocks: Shocks,
-    gaps: Exp<f64>,
-    /// Next update time of each symbol, earliest first; ties break on the symbol index.
-    queue: BinaryHeap<Reverse<(u64, u16)>>,
-    market_level: f64,
-    market_ns: u64,
+    model: PriceModel,
+    shape: IntradayShape,
+    rng: ChaCha8Rng,
+    queue: BinaryHeap<Reverse<(MarketNs, u16, Due)>>,
+    day: TradingDay,
+    session: SessionState,
+    next_transition: (MarketNs, Transition),
+    timeline: Timeline,
     seq: u64,
     config: SimConfig,
 }
 
 impl Simulator {
-    /// Sets up the simulation and draws every symbol's opening quote (seq 1..=N, in symbol
-    /// order): call [`Simulator::opening_quotes`] to take them.
+    /// Sets up the simulation at `config.market_start` and draws every symbol's first quote
+    /// (seq 1..=N, in symbol order): call [`Simulator::opening_quotes`] to take them.
     ///
     /// # Errors
-    /// A rate or speed out of range, no symbols, or a symbol with invalid walk parameters.
+    /// A rate or speed out of range, no symbols, or a symbol with an invalid tick.
     pub fn try_new(specs: &[SymbolSpec], config: SimConfig) -> Result<Self, SimError> {
         if !(config.rate > 0.0 && config.rate <= 100_000.0) {
             return Err(SimError::Rate(config.rate));
@@ -96,37 +177,64 @@ impl Simulator {
         if specs.is_empty() || specs.len() > u16::MAX as usize {
             return Err(SimError::NoSymbols);
         }
-        let mut rng = StdRng::seed_from_u64(config.seed);
-        let shocks = Shocks::default();
-        let gaps = Exp::new(config.rate).map_err(|_| SimError::Rate(config.rate))?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut start = config.market_start;
+        let day = TradingDay::current_or_next(start);
+        if config.skip_closed && start < day.pre_open {
+            start = day.pre_open;
+        }
+        let start_ns = ns_of_ms(start);
+        let mut model = PriceModel::new(specs, start_ns, &mut rng);
+        // The night before the first day: prices open away from the CSV's previous close.
+        let before = day.prev();
+        model.overnight(&before, &day, &mut rng);
+        let activity = activities(specs);
         let mut states = Vec::with_capacity(specs.len());
-        let mut seq = 0;
-        for spec in specs {
+        let session = state_before(&day, start);
+        let status = if session == SessionState::Closed {
+            Status::Closed
+        } else {
+            Status::Trading
+        };
+        for (i, spec) in specs.iter().enumerate() {
             let walk_error = |source| SimError::Walk {
                 symbol: spec.symbol.to_string(),
                 source,
             };
-            let params =
-                WalkParams::try_new(spec.volatility, spec.drift, spec.beta).map_err(walk_error)?;
             let grid = TickGrid::try_new(spec.tick_size).map_err(walk_error)?;
+            let tick = grid.tick_f64();
             let prev_close = grid.round(decimal_to_f64(spec.reference_price));
-            // Overnight gap: about a tenth of a day's volatility.
-            let gap = spec.volatility * (1.0 / 252f64).sqrt() * 0.1 * shocks.sample(&mut rng);
-            let log_price = decimal_to_f64(prev_close).ln() + gap;
-            let open = grid.round(log_price.exp());
-            seq += 1;
-            let last_size = round_lots(&mut rng, 10);
+            let price = model.price(i);
+            let expected_trades = TRADE_SHARE
+                * config.rate
+                * activity[i]
+                * (SESSION_SECS + EXTENDED_ACTIVITY * EXTENDED_SECS)
+                / config.speed;
+            let auctions = (OPENING_AUCTION_SHARE.0 + OPENING_AUCTION_SHARE.1) / 2.0
+                + (CLOSING_AUCTION_SHARE.0 + CLOSING_AUCTION_SHARE.1) / 2.0;
+            let adv = spec.adv as f64;
+            let sizes = TradeSizes::with_mean(adv * (1.0 - auctions) / expected_trades);
+            let depth_lots = (adv.sqrt() / 1000.0).clamp(1.0, 50.0);
+            let mut book = Book::new(price / tick, spread_ticks(price, spec.spread_bp, tick, 1.0));
+            book.refresh_sizes(depth_lots, &mut rng);
+            let open = if session == SessionState::Open {
+                grid.round(price)
+            } else {
+                prev_close
+            };
             let mut quote = Quote {
                 symbol: spec.symbol.clone(),
-                seq,
+                seq: i as u64 + 1,
                 ts: config.start_epoch_ms,
+                market_ts: start,
+                status,
                 price: open,
-                bid: open,
-                ask: open,
+                bid: Decimal::ZERO,
+                ask: Decimal::ZERO,
                 bid_size: 0,
                 ask_size: 0,
-                last_size,
-                volume: last_size,
+                last_size: 0,
+                volume: 0,
                 open,
                 high: open,
                 low: open,
@@ -134,35 +242,45 @@ impl Simulator {
                 change: Decimal::ZERO,
                 change_pct: Decimal::ZERO,
             };
-            fill_book(&mut quote, &grid, &mut rng);
+            fill_quote(&mut quote, &book, &grid);
             states.push(SymbolState {
-                params,
                 grid,
-                log_price,
-                last_ns: 0,
-                last_market: 0.0,
+                tick,
+                spread_bp: spec.spread_bp,
+                adv,
+                activity: activity[i],
+                sizes,
+                depth_lots,
+                book,
+                luld: Luld::new(spec.tier.band_fraction(), decimal_to_f64(open), start_ns),
+                close: None,
                 quote,
             });
         }
-        let mut queue = BinaryHeap::with_capacity(specs.len());
-        for index in 0..specs.len() {
-            let at = next_gap_ns(&gaps, &mut rng);
-            queue.push(Reverse((at, index as u16)));
-        }
-        Ok(Simulator {
+        let mut sim = Simulator {
             states,
+            model,
+            shape: IntradayShape::new(),
             rng,
-            shocks,
-            gaps,
-            queue,
-            market_level: 0.0,
-            market_ns: 0,
-            seq,
+            queue: BinaryHeap::with_capacity(specs.len() * 2),
+            day,
+            session,
+            next_transition: next_transition(&day, start_ns),
+            timeline: Timeline {
+                speed: config.speed,
+                feed0: 0,
+                market0: start_ns,
+            },
+            seq: specs.len() as u64,
             config,
-        })
+        };
+        for index in 0..specs.len() {
+            sim.schedule(index as u16, start_ns);
+        }
+        Ok(sim)
     }
 
-    /// The opening quote of every symbol, in symbol order (seq 1..=N).
+    /// The first quote of every symbol, in symbol order (seq 1..=N).
     pub fn opening_quotes(&self) -> Vec<Update> {
         self.states
             .iter()
@@ -170,105 +288,416 @@ impl Simulator {
             .map(|(i, s)| Update {
                 symbol_index: i as u16,
                 quote: s.quote.clone(),
+                trade: None,
             })
             .collect()
     }
 
-    /// Feed time of the next update, nanoseconds.
+    /// Feed time of the next thing due (an event or a session change), nanoseconds.
     pub fn next_update_ns(&self) -> u64 {
-        self.queue.peek().map_or(u64::MAX, |Reverse((at, _))| *at)
+        let next_event = self
+            .queue
+            .peek()
+            .map_or(MarketNs::MAX, |Reverse((at, _, _))| *at);
+        self.timeline
+            .feed_at(next_event.min(self.next_transition.0))
     }
 
-    /// Generates, in time order, every update due at or before feed time `until_ns`, appending
-    /// them to `out`.
+    /// Market time at feed time `feed_ns`, epoch milliseconds.
+    pub fn market_ms_at(&self, feed_ns: u64) -> MarketMs {
+        self.timeline.market_at(feed_ns).div_euclid(1_000_000)
+    }
+
+    /// The current session state.
+    pub fn session(&self) -> SessionState {
+        self.session
+    }
+
+    /// Generates, in market-time order, every event due at or before feed time `until_ns`,
+    /// appending them to `out`.
     pub fn advance_to(&mut self, until_ns: u64, out: &mut Vec<Update>) {
-        while let Some(&Reverse((at, index))) = self.queue.peek() {
-            if at > until_ns {
-                break;
+        loop {
+            let target = self.timeline.market_at(until_ns);
+            let next_event = self.queue.peek().map(|Reverse(entry)| *entry);
+            let transition_first = next_event.is_none_or(|(at, _, _)| self.next_transition.0 <= at);
+            if transition_first {
+                if self.next_transition.0 > target {
+                    return;
+                }
+                self.transition(out);
+            } else if let Some((at, index, due)) = next_event {
+                if at > target {
+                    return;
+                }
+                self.queue.pop();
+                match due {
+                    Due::Event => self.event(index, at, out),
+                    Due::Redraw => self.schedule(index, at),
+                    Due::LimitCheck => self.limit_check(index, at, out),
+                    Due::Reopen => self.reopen(index, at, out),
+                }
             }
-            self.queue.pop();
-            out.push(self.update(index, at));
-            let next = at.saturating_add(next_gap_ns(&self.gaps, &mut self.rng));
-            self.queue.push(Reverse((next, index)));
         }
     }
 
-    /// Moves symbol `index` to feed time `at_ns` and returns its new quote.
-    fn update(&mut self, index: u16, at_ns: u64) -> Update {
-        let speed = self.config.speed;
-        let to_years = |ns: u64| ns as f64 / NANOS_PER_SEC * speed / walk::TRADING_YEAR_SECS;
-        // The market factor is one path shared by all symbols, advanced in time order.
-        let since_market = at_ns.saturating_sub(self.market_ns);
-        if since_market > 0 {
-            self.market_level = walk::market_step(
-                self.market_level,
-                to_years(since_market),
-                &self.shocks,
-                &mut self.rng,
-            );
-            self.market_ns = at_ns;
+    /// Moves symbol `index`'s efficient price by `move_pct` percent at once, as news would; the
+    /// quotes and trades follow at its next events (and LULD may halt it).
+    pub fn news(&mut self, index: usize, move_pct: f64) {
+        if index < self.states.len() {
+            self.model
+                .jump(index, (1.0 + move_pct / 100.0).max(1e-6).ln());
         }
-        let state = &mut self.states[index as usize];
-        let years = to_years(at_ns.saturating_sub(state.last_ns));
-        let market_move = self.market_level - state.last_market;
-        state.log_price = walk::step(
-            state.log_price,
-            &state.params,
-            years,
-            market_move,
-            &self.shocks,
-            &mut self.rng,
-        );
-        // Keep the unrounded price within the grid so it cannot drift far below one tick.
-        state.log_price = state.log_price.max(state.grid.tick_f64().ln());
-        state.last_ns = at_ns;
-        state.last_market = self.market_level;
+    }
 
+    fn transition(&mut self, out: &mut Vec<Update>) {
+        let (at, kind) = self.next_transition;
+        match kind {
+            Transition::PreOpen => {
+                self.session = SessionState::Pre;
+                for index in 0..self.states.len() {
+                    let price = self.advance_price(index, at);
+                    self.requote(index, at, price);
+                    self.states[index].quote.status = Status::Trading;
+                    let update = self.publish(index, at, None);
+                    out.push(update);
+                }
+            }
+            Transition::Open => {
+                self.session = SessionState::Open;
+                for index in 0..self.states.len() {
+                    self.auction(index, at, Conditions::OPENING, OPENING_AUCTION_SHARE, out);
+                }
+            }
+            Transition::Close => {
+                for index in 0..self.states.len() {
+                    // A halted symbol is reopened by the closing auction.
+                    self.states[index].luld.halted = None;
+                    self.states[index].luld.limit_since = None;
+                    self.states[index].quote.status = Status::Trading;
+                    self.auction(index, at, Conditions::CLOSING, CLOSING_AUCTION_SHARE, out);
+                }
+                self.session = SessionState::Post;
+            }
+            Transition::PostClose => {
+                self.session = SessionState::Closed;
+                for index in 0..self.states.len() {
+                    self.rollover(index, at, out);
+                }
+                let next = self.day.next();
+                self.model.overnight(&self.day, &next, &mut self.rng);
+                self.day = next;
+                if self.config.skip_closed {
+                    let feed = self.timeline.feed_at(at);
+                    self.timeline = Timeline {
+                        speed: self.config.speed,
+                        feed0: feed,
+                        market0: ns_of_ms(next.pre_open),
+                    };
+                }
+            }
+        }
+        self.next_transition = next_transition(&self.day, at + 1);
+    }
+
+    /// The daily rollover of one symbol: the close becomes the previous close, the day's
+    /// open, high, low and volume start again, and the symbol is closed until the pre-market.
+    fn rollover(&mut self, index: usize, at: MarketNs, out: &mut Vec<Update>) {
+        let state = &mut self.states[index];
+        let close = state.close.take().unwrap_or(state.quote.price);
+        let q = &mut state.quote;
+        q.prev_close = close;
+        q.price = close;
+        q.open = close;
+        q.high = close;
+        q.low = close;
+        q.volume = 0;
+        q.last_size = 0;
+        q.status = Status::Closed;
+        let update = self.publish(index, at, None);
+        out.push(update);
+    }
+
+    /// An auction print of `share` (a range) of the symbol's daily volume at its efficient price.
+    fn auction(
+        &mut self,
+        index: usize,
+        at: MarketNs,
+        conditions: Conditions,
+        share: (f64, f64),
+        out: &mut Vec<Update>,
+    ) {
+        let price = self.advance_price(index, at);
+        let size_share = self.rng.random_range(share.0..share.1);
+        let state = &mut self.states[index];
+        let size = ((state.adv * size_share).round() as u64).max(100);
+        let print = state.grid.round(price);
+        let q = &mut state.quote;
+        if conditions.contains(Conditions::OPENING) {
+            q.open = print;
+            q.high = print;
+            q.low = print;
+        }
+        if conditions.contains(Conditions::CLOSING) {
+            state.close = Some(print);
+        }
+        state.luld.reset(decimal_to_f64(print), at);
+        self.requote(index, at, price);
+        let trade = Trade {
+            price: print,
+            size,
+            conditions,
+        };
+        self.record_trade(index, &trade);
+        let update = self.publish(index, at, Some(trade));
+        out.push(update);
+    }
+
+    /// One market event of symbol `index`: a trade or a quote change.
+    fn event(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
+        let i = index as usize;
+        self.schedule(index, at);
+        if self.session == SessionState::Closed {
+            return;
+        }
+        let price = self.advance_price(i, at);
+        if self.states[i].luld.halted.is_some() {
+            return;
+        }
+        if self.session == SessionState::Open {
+            self.watch_band(i, at, price);
+        }
+        self.requote(i, at, price);
+        let trade = if self.rng.random::<f64>() < TRADE_SHARE {
+            let state = &mut self.states[i];
+            let print = state.book.next_print(&mut self.rng);
+            let size = state.sizes.sample(&mut self.rng);
+            state
+                .book
+                .consume(print.price, size, state.depth_lots, &mut self.rng);
+            let mut conditions = Conditions::NONE;
+            if size < 100 {
+                conditions = conditions.with(Conditions::ODD_LOT);
+            }
+            if self.session != SessionState::Open {
+                conditions = conditions.with(Conditions::EXTENDED);
+            }
+            let trade = Trade {
+                price: state.grid.price_of(print.price),
+                size,
+                conditions,
+            };
+            if self.session == SessionState::Open {
+                state.luld.on_trade(print.price as f64 * state.tick, at);
+            }
+            self.record_trade(i, &trade);
+            Some(trade)
+        } else {
+            let state = &mut self.states[i];
+            state.book.refresh_sizes(state.depth_lots, &mut self.rng);
+            None
+        };
+        let update = self.publish(i, at, trade);
+        out.push(update);
+    }
+
+    /// Enters or leaves a limit state; a new one is checked again in [`LIMIT_STATE_SECS`].
+    fn watch_band(&mut self, index: usize, at: MarketNs, price: f64) {
+        let tau = self.tau_secs(at);
+        let state = &mut self.states[index];
+        let (down, up) = state.luld.band(tau, state.tick);
+        let ticks = price / state.tick;
+        if ticks > up as f64 || ticks < down as f64 {
+            if state.luld.limit_since.is_none() {
+                state.luld.limit_since = Some(at);
+                let check = at + (LIMIT_STATE_SECS * 1e9) as MarketNs;
+                self.queue
+                    .push(Reverse((check, index as u16, Due::LimitCheck)));
+            }
+        } else {
+            state.luld.limit_since = None;
+        }
+    }
+
+    fn limit_check(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
+        let i = index as usize;
+        let began = at - (LIMIT_STATE_SECS * 1e9) as MarketNs;
+        if self.session != SessionState::Open || self.states[i].luld.limit_since != Some(began) {
+            return;
+        }
+        let price = self.advance_price(i, at);
+        self.watch_band(i, at, price);
+        if self.states[i].luld.limit_since != Some(began) {
+            return;
+        }
+        self.halt(i, at, (HALT_SECS * 1e9) as MarketNs, HaltReason::Luld, out);
+    }
+
+    /// Halts symbol `index` for `length` of market time.
+    fn halt(
+        &mut self,
+        index: usize,
+        at: MarketNs,
+        length: MarketNs,
+        reason: HaltReason,
+        out: &mut Vec<Update>,
+    ) {
+        let until = at + length;
+        let state = &mut self.states[index];
+        state.luld.halted = Some((until, reason));
+        state.luld.limit_since = None;
+        state.quote.status = Status::Halted;
+        self.queue.push(Reverse((until, index as u16, Due::Reopen)));
+        let update = self.publish(index, at, None);
+        out.push(update);
+    }
+
+    fn reopen(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
+        let i = index as usize;
+        if self.states[i].luld.halted.map(|(until, _)| until) != Some(at) {
+            return;
+        }
+        self.states[i].luld.halted = None;
+        self.states[i].quote.status = Status::Trading;
+        if self.session == SessionState::Open {
+            self.auction(i, at, Conditions::REOPENING, REOPENING_AUCTION_SHARE, out);
+        }
+    }
+
+    /// Adds a trade to the symbol's day: last price and size, volume, high and low.
+    fn record_trade(&mut self, index: usize, trade: &Trade) {
+        let q = &mut self.states[index].quote;
+        q.price = trade.price;
+        q.last_size = trade.size;
+        q.volume = q.volume.saturating_add(trade.size);
+        q.high = q.high.max(trade.price);
+        q.low = q.low.min(trade.price);
+    }
+
+    /// Moves the quote toward the efficient `price`, inside the LULD band in the session.
+    fn requote(&mut self, index: usize, at: MarketNs, price: f64) {
+        let tau = self.tau_secs(at);
+        let vol_ratio = self.model.vol_ratio(index);
+        let widen = match self.session {
+            SessionState::Open => (0.5 + 0.5 * vol_ratio) * (1.0 + (-tau / 600.0).exp()),
+            _ => 2.0 * (0.5 + 0.5 * vol_ratio),
+        };
+        let state = &mut self.states[index];
+        let spread = spread_ticks(price, state.spread_bp, state.tick, widen);
+        let band = (self.session == SessionState::Open).then(|| state.luld.band(tau, state.tick));
+        state
+            .book
+            .requote(price / state.tick, spread, band, &mut self.rng);
+    }
+
+    /// Takes the next seq and returns the symbol's quote as an update.
+    fn publish(&mut self, index: usize, at: MarketNs, trade: Option<Trade>) -> Update {
         self.seq += 1;
-        let quote = &mut state.quote;
-        quote.seq = self.seq;
-        quote.ts = self.config.start_epoch_ms + at_ns / 1_000_000;
-        quote.price = state.grid.round(state.log_price.exp());
-        quote.last_size = round_lots(&mut self.rng, 10);
-        quote.volume += quote.last_size;
-        quote.high = quote.high.max(quote.price);
-        quote.low = quote.low.min(quote.price);
-        fill_book(quote, &state.grid, &mut self.rng);
+        let ts = self.config.start_epoch_ms + self.timeline.feed_at(at) / 1_000_000;
+        let state = &mut self.states[index];
+        let q = &mut state.quote;
+        q.seq = self.seq;
+        q.ts = ts;
+        q.market_ts = at.div_euclid(1_000_000);
+        fill_quote(q, &state.book, &state.grid);
         Update {
-            symbol_index: index,
-            quote: quote.clone(),
+            symbol_index: index as u16,
+            quote: q.clone(),
+            trade,
+        }
+    }
+
+    /// The symbol's efficient price at `at`.
+    fn advance_price(&mut self, index: usize, at: MarketNs) -> f64 {
+        self.model.advance(index, &self.day, at, &mut self.rng)
+    }
+
+    /// Seconds since the regular open (negative before it).
+    fn tau_secs(&self, at: MarketNs) -> f64 {
+        (at - ns_of_ms(self.day.open)) as f64 / 1e9
+    }
+
+    /// Queues symbol `index`'s next event after `from`, at its current rate; if the rate may
+    /// change before then (a session boundary, or [`MAX_RATE_HOLD_NS`]), a redraw instead.
+    fn schedule(&mut self, index: u16, from: MarketNs) {
+        let i = index as usize;
+        let per_wall_sec = self.config.rate * self.states[i].activity * self.activity_now(i, from);
+        let boundary = self.next_transition.0.max(from + 1);
+        let hold_until = if self.session == SessionState::Closed {
+            boundary
+        } else {
+            (from + MAX_RATE_HOLD_NS).min(boundary)
+        };
+        let entry = if per_wall_sec > 0.0 {
+            let per_market_ns = per_wall_sec / self.config.speed / 1e9;
+            let u: f64 = self.rng.random::<f64>().max(1e-300);
+            let gap = (-u.ln() / per_market_ns).min(1e18) as MarketNs;
+            let at = from.saturating_add(gap.max(1));
+            if at < hold_until {
+                (at, index, Due::Event)
+            } else {
+                (hold_until, index, Due::Redraw)
+            }
+        } else {
+            (hold_until, index, Due::Redraw)
+        };
+        self.queue.push(Reverse(entry));
+    }
+
+    /// Activity now, relative to the regular session's mean: the intraday shape and the
+    /// symbol's volatility in the session, a tenth outside it, none when closed.
+    fn activity_now(&self, index: usize, at: MarketNs) -> f64 {
+        match self.session {
+            SessionState::Open => {
+                let shape = self.shape.at(self.tau_secs(at)) / self.shape.mean();
+                shape * self.model.vol_ratio(index) / MEAN_VOL_RATIO
+            }
+            SessionState::Pre | SessionState::Post => EXTENDED_ACTIVITY,
+            SessionState::Closed => 0.0,
         }
     }
 }
 
-/// Sets bid, ask, their sizes, change and change percent around `quote.price`.
-///
-/// The spread is 1 to 3 ticks and the last trade lies within it, so `bid <= price <= ask` and
-/// `bid < ask`; the bid never goes below the price when that would make it non-positive.
-fn fill_book(quote: &mut Quote, grid: &TickGrid, rng: &mut StdRng) {
-    let price_ticks = grid.ticks_of(decimal_to_f64(quote.price));
-    let spread: i64 = rng.random_range(1..=3);
-    let below = rng.random_range(0..=spread).min(price_ticks - 1);
-    quote.bid = grid.price_of(price_ticks - below);
-    quote.ask = grid.price_of(price_ticks - below + spread);
-    quote.bid_size = round_lots(rng, 20);
-    quote.ask_size = round_lots(rng, 20);
+/// The session change of `day` at or after `from` (or the next day's pre-market).
+fn next_transition(day: &TradingDay, from: MarketNs) -> (MarketNs, Transition) {
+    let steps = [
+        (day.pre_open, Transition::PreOpen),
+        (day.open, Transition::Open),
+        (day.close, Transition::Close),
+        (day.post_close, Transition::PostClose),
+    ];
+    steps
+        .into_iter()
+        .map(|(ms, t)| (ns_of_ms(ms), t))
+        .find(|(at, _)| *at >= from)
+        .unwrap_or((ns_of_ms(day.next().pre_open), Transition::PreOpen))
+}
+
+/// The session just before `at` on `day`: a start at exactly 09:30 is still pre-market, so the
+/// opening auction happens.
+fn state_before(day: &TradingDay, at: MarketMs) -> SessionState {
+    day.state_at(at - 1)
+}
+
+/// Each symbol's activity: the square root of its average daily volume, within
+/// [`ACTIVITY_RANGE`] of the busiest, scaled to mean 1.
+fn activities(specs: &[SymbolSpec]) -> Vec<f64> {
+    let raw: Vec<f64> = specs.iter().map(|s| (s.adv.max(1) as f64).sqrt()).collect();
+    let max = raw.iter().cloned().fold(0.0, f64::max);
+    let clamped: Vec<f64> = raw.iter().map(|a| a.max(max / ACTIVITY_RANGE)).collect();
+    let mean = clamped.iter().sum::<f64>() / clamped.len() as f64;
+    clamped.iter().map(|a| a / mean).collect()
+}
+
+/// Sets bid, ask and their sizes from the book, and change and change percent.
+fn fill_quote(quote: &mut Quote, book: &Book, grid: &TickGrid) {
+    quote.bid = grid.price_of(book.bid);
+    quote.ask = grid.price_of(book.ask);
+    quote.bid_size = book.bid_size;
+    quote.ask_size = book.ask_size;
     quote.change = quote.price - quote.prev_close;
     let mut pct = (quote.change * Decimal::ONE_HUNDRED / quote.prev_close).round_dp(2);
     pct.rescale(2);
     quote.change_pct = pct;
-}
-
-/// A size in round lots of 100 shares: 1 to `max_lots` lots, small sizes more likely.
-fn round_lots(rng: &mut StdRng, max_lots: u64) -> u64 {
-    let a = rng.random_range(1..=max_lots);
-    let b = rng.random_range(1..=max_lots);
-    100 * a.min(b)
-}
-
-fn next_gap_ns(gaps: &Exp<f64>, rng: &mut StdRng) -> u64 {
-    let secs: f64 = gaps.sample(rng);
-    ((secs * NANOS_PER_SEC) as u64).max(1)
 }
 
 fn decimal_to_f64(value: Decimal) -> f64 {
@@ -279,135 +708,437 @@ fn decimal_to_f64(value: Decimal) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::market::clock::et_time;
+    use crate::market::facts::correlation;
     use crate::market::symbols;
-    use std::path::Path;
+    use chrono::NaiveDate;
+
+    /// Monday 2024-03-04, 09:30 ET.
+    const MONDAY_OPEN: MarketMs = 1_709_562_600_000;
+    const SEC: u64 = 1_000_000_000;
 
     fn specs() -> Vec<SymbolSpec> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/symbols.csv");
-        symbols::load(&path).unwrap()
+        symbols::built_in().unwrap()
     }
 
-    fn config(seed: u64) -> SimConfig {
+    fn config(seed: u64, rate: f64, speed: f64) -> SimConfig {
         SimConfig {
             seed,
-            rate: 2.0,
-            speed: 500.0,
+            rate,
+            speed,
             start_epoch_ms: 1_700_000_000_000,
+            market_start: MONDAY_OPEN,
+            skip_closed: true,
         }
     }
 
-    fn run(seed: u64, seconds: u64) -> Vec<Update> {
-        let mut sim = Simulator::try_new(&specs(), config(seed)).unwrap();
+    /// Every event of `feed_secs` seconds of feed time, the first quotes included.
+    fn run(config: SimConfig, feed_secs: u64) -> Vec<Update> {
+        let mut sim = Simulator::try_new(&specs(), config).unwrap();
         let mut out = sim.opening_quotes();
-        sim.advance_to(seconds * 1_000_000_000, &mut out);
+        sim.advance_to(feed_secs * SEC, &mut out);
         out
     }
 
+    fn f(d: Decimal) -> f64 {
+        decimal_to_f64(d)
+    }
+
+    fn day_of(ms: MarketMs) -> TradingDay {
+        TradingDay::of(clock::et_date_of(ms)).expect("events happen on trading days")
+    }
+
+    use crate::market::clock;
+
     #[test]
-    fn invariants_hold_over_many_steps_and_seeds() {
+    fn invariants_hold_over_many_seeds() {
         let specs = specs();
         for seed in [1, 2, 3, 42, 9001] {
-            let updates = run(seed, 60);
-            assert!(
-                updates.len() > specs.len() * 100,
-                "{} updates",
-                updates.len()
-            );
-            let mut last_volume = vec![0u64; specs.len()];
-            for (n, update) in updates.iter().enumerate() {
-                let q = &update.quote;
-                let spec = &specs[update.symbol_index as usize];
-                let scale = spec.tick_size.scale();
+            // Two and a half trading days at 1200x.
+            let updates = run(config(seed, 10.0, 1200.0), 120);
+            assert!(updates.len() > 50_000, "{} updates", updates.len());
+            let mut last_ts = 0;
+            for (n, u) in updates.iter().enumerate() {
+                let q = &u.quote;
+                let spec = &specs[u.symbol_index as usize];
                 assert_eq!(q.seq, n as u64 + 1, "seq is global and gapless");
                 assert_eq!(q.symbol, spec.symbol);
-                for p in [
-                    q.price,
-                    q.bid,
-                    q.ask,
-                    q.open,
-                    q.high,
-                    q.low,
-                    q.prev_close,
-                    q.change,
-                ] {
-                    assert_eq!(p.scale(), scale, "{p} keeps the tick's decimals");
+                assert!(q.market_ts >= last_ts, "market time never goes back");
+                last_ts = q.market_ts;
+                for p in [q.price, q.bid, q.ask, q.open, q.high, q.low, q.prev_close] {
+                    assert_eq!(
+                        p.scale(),
+                        spec.tick_size.scale(),
+                        "{p} keeps the tick's decimals"
+                    );
                     assert!((p % spec.tick_size).is_zero(), "{p} on the tick grid");
+                    assert!(p > Decimal::ZERO, "{p} positive");
                 }
-                assert_eq!(q.change_pct.scale(), 2);
-                assert!(q.price > Decimal::ZERO && q.bid > Decimal::ZERO);
                 assert!(q.bid < q.ask, "{} < {}", q.bid, q.ask);
-                assert!(q.bid <= q.price && q.price <= q.ask);
-                assert!(q.low <= q.price && q.price <= q.high);
+                assert!(q.low <= q.price && q.price <= q.high, "{q:?}");
                 assert_eq!(q.change, q.price - q.prev_close);
-                assert!(q.last_size > 0 && q.last_size % 100 == 0);
-                assert!(q.bid_size % 100 == 0 && q.ask_size % 100 == 0);
-                let last = &mut last_volume[update.symbol_index as usize];
-                assert!(q.volume >= *last + q.last_size.min(1));
-                *last = q.volume;
+                if let Some(t) = &u.trade {
+                    assert_eq!(t.price, q.price);
+                    assert!(t.size > 0);
+                    if !t.conditions.is_auction() {
+                        assert!(q.bid <= t.price && t.price <= q.ask, "{t:?} in {q:?}");
+                    }
+                    assert_eq!(t.conditions.contains(Conditions::ODD_LOT), t.size < 100);
+                }
             }
         }
     }
 
     #[test]
-    fn same_seed_same_updates() {
-        let strip_ts = |u: &Update| {
+    fn same_seed_and_start_give_the_same_events_whatever_the_batches() {
+        let key = |u: &Update| {
             (
                 u.symbol_index,
                 u.quote.seq,
+                u.quote.market_ts,
                 u.quote.price,
-                u.quote.volume,
                 u.quote.bid,
+                u.quote.ask,
+                u.quote.volume,
+                u.trade,
             )
         };
-        let a: Vec<_> = run(7, 5).iter().map(strip_ts).collect();
-        let b: Vec<_> = run(7, 5).iter().map(strip_ts).collect();
-        let c: Vec<_> = run(8, 5).iter().map(strip_ts).collect();
+        let a: Vec<_> = run(config(7, 10.0, 600.0), 30).iter().map(key).collect();
+        let b: Vec<_> = run(config(7, 10.0, 600.0), 30).iter().map(key).collect();
+        let c: Vec<_> = run(config(8, 10.0, 600.0), 30).iter().map(key).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-    }
-
-    #[test]
-    fn batch_boundaries_do_not_change_the_updates() {
-        let mut sim = Simulator::try_new(&specs(), config(3)).unwrap();
-        let mut stepped = Vec::new();
-        for ms in (0..=3000).step_by(7) {
+        let mut sim = Simulator::try_new(&specs(), config(7, 10.0, 600.0)).unwrap();
+        let mut stepped = sim.opening_quotes();
+        for ms in (0..=30_000).step_by(37) {
             sim.advance_to(ms * 1_000_000, &mut stepped);
         }
-        let mut sim = Simulator::try_new(&specs(), config(3)).unwrap();
-        let mut at_once = Vec::new();
-        sim.advance_to(3000 * 1_000_000, &mut at_once);
-        assert_eq!(stepped, at_once);
-    }
-
-    #[test]
-    fn rate_is_respected_on_average() {
-        let updates = run(11, 100);
-        let n = specs().len() as f64;
-        let per_symbol_per_sec = (updates.len() as f64 - n) / n / 100.0;
-        assert!(
-            (per_symbol_per_sec - 2.0).abs() < 0.1,
-            "{per_symbol_per_sec}"
+        sim.advance_to(30 * SEC, &mut stepped);
+        let stepped: Vec<_> = stepped.iter().map(key).collect();
+        let first_difference = a.iter().zip(&stepped).position(|(x, y)| x != y);
+        assert_eq!(
+            first_difference,
+            None,
+            "{:?}",
+            first_difference.map(|i| (&a[i], &stepped[i]))
         );
+        assert_eq!(a.len(), stepped.len());
     }
 
     #[test]
-    fn bad_settings_are_refused() {
+    fn sessions_auctions_and_rollover() {
+        // Three trading days at 3600x: 16 market hours a day take 16 s.
+        let updates = run(config(5, 20.0, 3600.0), 50);
+        let n = specs().len();
+        let mut closes: std::collections::HashMap<(u16, NaiveDate), Decimal> = Default::default();
+        let mut days_seen = std::collections::BTreeSet::new();
+        let mut last_volume = vec![0u64; n];
+        for u in &updates[n..] {
+            let q = &u.quote;
+            let day = day_of(q.market_ts);
+            days_seen.insert(day.date);
+            assert!(
+                q.market_ts >= day.pre_open && q.market_ts <= day.post_close,
+                "no event in closed time"
+            );
+            if let Some(t) = &u.trade {
+                let regular = !t.conditions.contains(Conditions::EXTENDED);
+                if regular {
+                    assert!(
+                        q.market_ts >= day.open && q.market_ts <= day.close,
+                        "regular trade at {}",
+                        q.market_ts
+                    );
+                } else {
+                    assert!(q.market_ts < day.open || q.market_ts > day.close);
+                }
+                if t.conditions.contains(Conditions::OPENING) {
+                    assert_eq!(q.market_ts, day.open);
+                    assert_eq!(q.open, t.price);
+                }
+                if t.conditions.contains(Conditions::CLOSING) {
+                    assert_eq!(q.market_ts, day.close);
+                    closes.insert((u.symbol_index, day.date), t.price);
+                }
+            }
+            let i = u.symbol_index as usize;
+            if q.status == Status::Closed {
+                assert_eq!(q.market_ts, day.post_close, "closed at 20:00");
+                assert_eq!(q.volume, 0, "volume resets at the rollover");
+                let close = closes[&(u.symbol_index, day.date)];
+                assert_eq!(q.prev_close, close, "the close becomes the previous close");
+            } else if q.market_ts >= day.pre_open && q.market_ts < day.open && last_volume[i] > 0 {
+                assert!(q.volume >= last_volume[i]);
+            }
+            last_volume[i] = q.volume;
+        }
+        assert!(days_seen.len() >= 3, "{days_seen:?}");
+        // Every symbol printed an opening and a closing auction each full day.
+        let closing = updates
+            .iter()
+            .filter(|u| {
+                u.trade
+                    .is_some_and(|t| t.conditions.contains(Conditions::CLOSING))
+            })
+            .count();
+        assert_eq!(closing % n, 0);
+        assert!(closing >= 2 * n);
+        // The first day's previous close is the CSV price; the next day's is the first close.
         let specs = specs();
-        let mut bad = config(1);
-        bad.rate = 0.0;
-        assert_eq!(
-            Simulator::try_new(&specs, bad).unwrap_err(),
-            SimError::Rate(0.0)
+        assert_eq!(updates[0].quote.prev_close, specs[0].reference_price);
+    }
+
+    #[test]
+    fn closed_time_is_skipped_by_default_and_kept_on_request() {
+        let rollover_gap = |skip: bool| {
+            let mut cfg = config(3, 5.0, 3600.0);
+            cfg.skip_closed = skip;
+            // From Friday's open: the weekend follows its post-market.
+            cfg.market_start = et_time(NaiveDate::from_ymd_opt(2024, 3, 8).unwrap(), 9, 30);
+            let updates = run(cfg, if skip { 20 } else { 80 });
+            let closed = updates
+                .iter()
+                .find(|u| u.quote.status == Status::Closed)
+                .unwrap();
+            let reopened = updates
+                .iter()
+                .find(|u| u.quote.seq > closed.quote.seq && u.quote.status == Status::Trading)
+                .unwrap();
+            let monday = et_time(NaiveDate::from_ymd_opt(2024, 3, 11).unwrap(), 4, 0);
+            assert_eq!(
+                reopened.quote.market_ts, monday,
+                "Monday's pre-market follows Friday's"
+            );
+            reopened.quote.ts - closed.quote.ts
+        };
+        assert!(rollover_gap(true) <= 1, "skipped: no wall time passes");
+        // Kept: 56 market hours at 3600x are 56 s.
+        let kept = rollover_gap(false);
+        assert!((55_000..=57_000).contains(&kept), "{kept} ms");
+    }
+
+    #[test]
+    fn a_start_in_closed_time_jumps_to_the_next_pre_market() {
+        let mut cfg = config(1, 2.0, 60.0);
+        cfg.market_start = et_time(NaiveDate::from_ymd_opt(2024, 3, 9).unwrap(), 12, 0);
+        let mut sim = Simulator::try_new(&specs(), cfg).unwrap();
+        let monday = et_time(NaiveDate::from_ymd_opt(2024, 3, 11).unwrap(), 4, 0);
+        assert_eq!(sim.opening_quotes()[0].quote.market_ts, monday);
+        let mut out = Vec::new();
+        sim.advance_to(0, &mut out);
+        assert_eq!(sim.session(), SessionState::Pre);
+        assert_eq!(out.len(), specs().len(), "the pre-market opens at once");
+        cfg.skip_closed = false;
+        let sim = Simulator::try_new(&specs(), cfg).unwrap();
+        assert_eq!(sim.session(), SessionState::Closed);
+        assert_eq!(sim.opening_quotes()[0].quote.status, Status::Closed);
+    }
+
+    #[test]
+    fn a_symbol_at_its_band_is_halted_then_reopened_by_an_auction() {
+        let specs = specs();
+        let aapl = specs
+            .iter()
+            .position(|s| s.symbol.as_str() == "AAPL")
+            .unwrap() as u16;
+        let mut cfg = config(11, 50.0, 10.0);
+        cfg.market_start = MONDAY_OPEN + 3_600_000;
+        let mut sim = Simulator::try_new(&specs, cfg).unwrap();
+        let mut out = Vec::new();
+        sim.advance_to(SEC, &mut out);
+        let news_at = sim.market_ms_at(SEC);
+        sim.news(aapl as usize, 15.0);
+        let before = out.len();
+        sim.advance_to(60 * SEC, &mut out);
+        let mine: Vec<&Update> = out[before..]
+            .iter()
+            .filter(|u| u.symbol_index == aapl)
+            .collect();
+        let halted = mine
+            .iter()
+            .position(|u| u.quote.status == Status::Halted)
+            .expect("halted");
+        let halted_at = mine[halted].quote.market_ts;
+        let limit_up = mine[..halted].iter().map(|u| u.quote.ask).max().unwrap();
+        // The quote sat at the band (a limit state) for 15 s, then the halt came.
+        assert!(mine[..halted]
+            .iter()
+            .all(|u| u.trade.is_none_or(|t| t.price <= limit_up)));
+        let waited = halted_at - news_at;
+        assert!(
+            (15_000..16_000).contains(&waited),
+            "halted {waited} ms after the news"
         );
-        bad = config(1);
-        bad.speed = f64::NAN;
-        assert!(matches!(
-            Simulator::try_new(&specs, bad),
-            Err(SimError::Speed(_))
-        ));
+        let reopen = &mine[halted + 1];
         assert_eq!(
-            Simulator::try_new(&[], config(1)).unwrap_err(),
-            SimError::NoSymbols
+            reopen.quote.market_ts - halted_at,
+            300_000,
+            "nothing for five minutes"
         );
+        let print = reopen.trade.expect("a reopening print");
+        assert!(print.conditions.contains(Conditions::REOPENING));
+        assert!(
+            print.price > limit_up,
+            "reopens at the new price: {} > {limit_up}",
+            print.price
+        );
+        assert_eq!(reopen.quote.status, Status::Trading);
+        assert!(mine.len() > halted + 10, "trading resumes");
+    }
+
+    /// Trades and quotes of ten market minutes of the regular session, dense as at 1x.
+    fn session_events(seed: u64) -> Vec<Update> {
+        let mut cfg = config(seed, 20.0, 10.0);
+        cfg.market_start = MONDAY_OPEN + 3_600_000;
+        run(cfg, 60)
+            .into_iter()
+            .filter(|u| {
+                let day = day_of(u.quote.market_ts);
+                u.quote.market_ts > day.open && u.quote.market_ts < day.close
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trades_bounce_quotes_do_not_and_sizes_look_real() {
+        let specs = specs();
+        let events = session_events(21);
+        let (mut bounce, mut mid) = (Vec::new(), Vec::new());
+        let (mut odd, mut trades, mut inside, mut wide) = (0, 0, 0, 0);
+        for (i, spec) in specs.iter().enumerate() {
+            let mine: Vec<&Update> = events
+                .iter()
+                .filter(|u| u.symbol_index as usize == i)
+                .collect();
+            let prices: Vec<f64> = mine
+                .iter()
+                .filter(|u| u.trade.is_some_and(|t| !t.conditions.is_auction()))
+                .map(|u| f(u.quote.price))
+                .collect();
+            let changes: Vec<f64> = prices.windows(2).map(|w| w[1] - w[0]).collect();
+            if changes.len() > 50 {
+                bounce.push(correlation(&changes[1..], &changes[..changes.len() - 1]));
+            }
+            let mids: Vec<f64> = mine.iter().map(|u| f(u.quote.bid + u.quote.ask)).collect();
+            let dm: Vec<f64> = mids
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .filter(|d| *d != 0.0)
+                .collect();
+            if dm.len() > 50 {
+                mid.push(correlation(&dm[1..], &dm[..dm.len() - 1]));
+            }
+            for u in &mine {
+                if let Some(t) = u.trade.filter(|t| !t.conditions.is_auction()) {
+                    trades += 1;
+                    odd += (t.size < 100) as usize;
+                    let tick = spec.tick_size;
+                    if u.quote.ask - u.quote.bid >= tick + tick {
+                        wide += 1;
+                        inside += (t.price > u.quote.bid && t.price < u.quote.ask) as usize;
+                    }
+                }
+            }
+        }
+        let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (bounce, mid) = (avg(&bounce), avg(&mid));
+        assert!(
+            (-0.5..=-0.1).contains(&bounce),
+            "trade-to-trade lag-1 {bounce}"
+        );
+        assert!(mid.abs() < 0.05, "mid-quote lag-1 {mid}");
+        let odd_share = odd as f64 / trades as f64;
+        assert!((0.40..=0.50).contains(&odd_share), "odd lots {odd_share}");
+        let inside_share = inside as f64 / wide as f64;
+        assert!(
+            (0.10..=0.30).contains(&inside_share),
+            "inside the spread {inside_share}"
+        );
+    }
+
+    #[test]
+    fn spreads_follow_each_symbols_typical_spread() {
+        let specs = specs();
+        let events = session_events(4);
+        let mean_bp = |name: &str| {
+            let i = specs
+                .iter()
+                .position(|s| s.symbol.as_str() == name)
+                .unwrap();
+            let bps: Vec<f64> = events
+                .iter()
+                .filter(|u| u.symbol_index as usize == i)
+                .map(|u| f(u.quote.ask - u.quote.bid) / f(u.quote.bid + u.quote.ask) * 2e4)
+                .collect();
+            (
+                bps.iter().sum::<f64>() / bps.len() as f64,
+                specs[i].spread_bp,
+            )
+        };
+        for name in ["SPY", "AAPL", "BKNG", "RIVN", "F"] {
+            let (measured, typical) = mean_bp(name);
+            assert!(
+                measured >= typical * 0.7 && measured <= typical * 2.5 + 1.0,
+                "{name}: {measured} bp vs typical {typical}"
+            );
+        }
+        assert!(mean_bp("RIVN").0 > 5.0 * mean_bp("SPY").0);
+    }
+
+    #[test]
+    fn rate_counts_wall_clock_events_and_activity_follows_volume() {
+        let specs = specs();
+        let rate = 4.0;
+        for speed in [1.0, 60.0] {
+            let mut cfg = config(13, rate, speed);
+            cfg.market_start = MONDAY_OPEN + 2 * 3_600_000;
+            let secs = 300;
+            let updates = run(cfg, secs);
+            let events = updates.len() - specs.len();
+            let per_symbol_sec = events as f64 / specs.len() as f64 / secs as f64;
+            // Midday activity is a little under the session's mean (the U-shape).
+            assert!(
+                (0.6 * rate..=1.3 * rate).contains(&per_symbol_sec),
+                "speed {speed}: {per_symbol_sec}/s"
+            );
+            let count = |name: &str| {
+                let i = specs
+                    .iter()
+                    .position(|s| s.symbol.as_str() == name)
+                    .unwrap() as u16;
+                updates.iter().filter(|u| u.symbol_index == i).count() as f64
+            };
+            let ratio = count("NVDA") / count("BKNG");
+            assert!((5.0..=20.0).contains(&ratio), "busiest vs quietest {ratio}");
+        }
+    }
+
+    #[test]
+    fn daily_volume_matches_adv_whatever_the_speed() {
+        let specs = specs();
+        let volumes = |speed: f64, rate: f64| {
+            let cfg = config(17, rate, speed);
+            // Four trading days.
+            let feed_secs = (4.0 * 16.0 * 3600.0 / speed).ceil() as u64;
+            let updates = run(cfg, feed_secs);
+            let mut total = 0.0;
+            let mut days = 0;
+            for u in &updates {
+                if u.quote.status == Status::Closed {
+                    // The quote before the rollover carries the day's volume; sum it instead.
+                    days += 1;
+                }
+                if let Some(t) = u.trade {
+                    total += t.size as f64;
+                }
+            }
+            let days = days as f64 / specs.len() as f64;
+            let adv: f64 = specs.iter().map(|s| s.adv as f64).sum();
+            total / days / adv
+        };
+        let slow = volumes(600.0, 20.0);
+        let fast = volumes(7200.0, 20.0);
+        assert!((0.7..=1.3).contains(&slow), "volume / ADV at 600x: {slow}");
+        assert!((0.7..=1.3).contains(&fast), "volume / ADV at 7200x: {fast}");
     }
 }

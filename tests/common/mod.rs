@@ -27,10 +27,18 @@ pub async fn start(args: &[&str]) -> TestServer {
     start_on("127.0.0.1:0".parse().unwrap(), args).await
 }
 
-/// Starts a server on `addr` (port 0 for an ephemeral one) with the given extra flags.
+/// A fixed midday of a trading day: tests see the average event rate (the open is 2.5 times as
+/// busy) and the same market whatever the hour they run at.
+pub const MIDDAY: &str = "2024-03-04T12:00:00-05:00";
+
+/// Starts a server on `addr` (port 0 for an ephemeral one) with the given extra flags; the
+/// market starts at [`MIDDAY`] unless they say `--start`.
 pub async fn start_on(addr: SocketAddr, args: &[&str]) -> TestServer {
     let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
     let mut argv = vec!["tickcast", "--symbols", symbols];
+    if !args.contains(&"--start") {
+        argv.extend_from_slice(&["--start", MIDDAY]);
+    }
     argv.extend_from_slice(args);
     let config = Config::try_parse_from(argv).expect("test flags parse");
     config.validate().expect("test flags are valid");
