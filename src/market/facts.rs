@@ -17,6 +17,7 @@
 //! - *pooled* statistics sum over symbols before dividing, and never pair values of two
 //!   different symbols.
 
+use super::price::{IDIO_FLOOR, MARKET_VOL, SECTOR_SHARE, TRADING_DAYS};
 use std::ops::Range;
 
 use serde::Serialize;
@@ -31,16 +32,7 @@ pub const INTERVALS_PER_65M: usize = 13;
 /// 65-minute returns per session.
 pub const SLOTS_65M: usize = INTERVALS_PER_DAY / INTERVALS_PER_65M;
 /// Trading days per year, to annualise daily variance as the symbol table's volatilities are.
-pub const TRADING_DAYS_PER_YEAR: f64 = 252.0;
-/// Annualised volatility of the market factor that every symbol loads on with its beta.
-/// The simulator's factor model must use this value for [`implied_correlation`] to hold.
-pub const MARKET_VOL: f64 = 0.16;
-/// Share of a symbol's idiosyncratic (non-market) variance that comes from its sector factor,
-/// shared with every other symbol of the same sector. The simulator must use this value.
-pub const SECTOR_SHARE: f64 = 0.35;
-/// Smallest idiosyncratic variance, as a fraction of total variance: keeps a symbol with
-/// `beta * MARKET_VOL >= vol` (an index fund) from being a perfect copy of the market.
-pub const IDIO_FLOOR: f64 = 0.002;
+pub const TRADING_DAYS_PER_YEAR: f64 = TRADING_DAYS;
 /// The sector name of index funds; they have no sector factor, only the market.
 pub const INDEX_SECTOR: &str = "Index";
 /// Midday slots 12:00-13:30, the bottom of the intraday U that the open and close are compared with.

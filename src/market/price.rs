@@ -100,8 +100,10 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span `[from, to]` of `day`, cut to the day's sessions.
-    pub fn of(day: &TradingDay, shape: &IntradayShape, from: MarketNs, to: MarketNs) -> Span {
+    /// The span `[from, to]` of `day`, cut to the day's sessions. `cum_from` and `cum_to` are
+    /// [`cumulative_shape`] at `from` and `to`: callers compute the one at `to` once for all the
+    /// factors they advance to the same time.
+    pub fn of(day: &TradingDay, from: MarketNs, to: MarketNs, cum_from: f64, cum_to: f64) -> Span {
         if to <= from {
             return Span::default();
         }
@@ -109,20 +111,23 @@ impl Span {
             let (a, b) = (ns_of_ms(a), ns_of_ms(b));
             (to.min(b) - from.max(a)).max(0) as f64 / 1e9
         };
-        let open = ns_of_ms(day.open);
-        let regular_secs = overlap(day.open, day.close);
         let extended_secs = overlap(day.pre_open, day.open) + overlap(day.close, day.post_close);
-        let regular_var = if regular_secs > 0.0 {
-            let a = (from.max(open) - open) as f64 / 1e9;
-            shape.sq_integral(a, a + regular_secs) / SESSION_SECS
-        } else {
-            0.0
-        };
         Span {
-            trading_secs: regular_secs,
-            regular_var,
+            trading_secs: overlap(day.open, day.close),
+            regular_var: (cum_to - cum_from).max(0.0) / SESSION_SECS,
             extended_var: extended_secs / EXTENDED_SECS,
         }
+    }
+}
+
+/// `integral of s^2` from the open of `day` to `at` (0 before the open, the whole session's
+/// after the close).
+pub fn cumulative_shape(day: &TradingDay, shape: &IntradayShape, at: MarketNs) -> f64 {
+    let tau = (at - ns_of_ms(day.open)) as f64 / 1e9;
+    if tau <= 0.0 {
+        0.0
+    } else {
+        shape.sq_integral(0.0, tau)
     }
 }
 
@@ -139,6 +144,8 @@ struct Factor {
     jump_sd: f64,
     /// Log drift per second of regular session.
     drift_per_sec: f64,
+    /// [`cumulative_shape`] at `last`.
+    last_cum: f64,
     /// Whether some nights are earnings nights with a wider gap (a stock's own factor).
     earnings_nights: bool,
     last: MarketNs,
@@ -166,6 +173,7 @@ impl Factor {
             jumps_per_day,
             jump_sd,
             drift_per_sec: 0.0,
+            last_cum: 0.0,
             earnings_nights: false,
             last: start,
         }
@@ -175,16 +183,17 @@ impl Factor {
     fn advance<R: Rng + ?Sized>(
         &mut self,
         day: &TradingDay,
-        shape: &IntradayShape,
         to: MarketNs,
+        cum_to: f64,
         shock: impl FnOnce(&mut R) -> f64,
         rng: &mut R,
     ) {
         if to <= self.last {
             return;
         }
-        let span = Span::of(day, shape, self.last, to);
+        let span = Span::of(day, self.last, to, self.last_cum, cum_to);
         self.last = to;
+        self.last_cum = cum_to;
         let m2 = self.vol.multiplier().powi(2);
         let var = self.daily_var
             * m2
@@ -217,6 +226,7 @@ impl Factor {
         self.level += sd * z;
         self.vol.step(OVERNIGHT_TRADING_SECS, z, rng);
         self.last = next_start;
+        self.last_cum = 0.0;
     }
 }
 
@@ -360,15 +370,15 @@ impl PriceModel {
         to: MarketNs,
         rng: &mut R,
     ) -> f64 {
-        let shape = self.shape;
+        let cum_to = cumulative_shape(day, &self.shape, to);
         let normal = |r: &mut R| -> f64 { StandardNormal.sample(r) };
-        self.market.advance(day, &shape, to, normal, rng);
+        self.market.advance(day, to, cum_to, normal, rng);
         let symbol = &mut self.symbols[index];
         let mut change = symbol.beta * (self.market.level - symbol.seen_market);
         symbol.seen_market = self.market.level;
         if let Some(s) = symbol.sector {
             let sector = &mut self.sectors[s];
-            sector.advance(day, &shape, to, normal, rng);
+            sector.advance(day, to, cum_to, normal, rng);
             // Members load on the sector factor so that each gets its own sector variance.
             let loading = (symbol.sector_var / sector.daily_var / TRADING_DAYS).sqrt();
             change += loading * (sector.level - symbol.seen_sector);
@@ -378,7 +388,7 @@ impl PriceModel {
         let shocks = &self.shocks;
         symbol
             .own
-            .advance(day, &shape, to, |r| shocks.sample(r), rng);
+            .advance(day, to, cum_to, |r| shocks.sample(r), rng);
         change += symbol.own.level - before;
         symbol.log_price = (symbol.log_price + change).max(symbol.floor);
         symbol.log_price.exp()
