@@ -20,6 +20,8 @@ import os
 import sys
 from xml.sax.saxutils import escape
 
+from plot_scaling import nice_step  # same axis steps as the scaling chart
+
 BLUE, RED, GREEN, GREY = "#1f77b4", "#d62728", "#2ca02c", "#777"
 WIDTH, HEIGHT = 760, 460
 # Plot area inside the SVG.
@@ -44,18 +46,6 @@ def load(path):
 
 def finite(v):
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def nice_step(span, ticks=5):
-    """A 1/2/5 x 10^k step giving about `ticks` intervals over `span`."""
-    if span <= 0:
-        return 1.0
-    raw = span / ticks
-    mag = 10 ** math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
 
 
 def linear_ticks(lo, hi, ticks=5):

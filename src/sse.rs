@@ -120,6 +120,19 @@ fn write_quote_frame(buf: &mut Vec<u8>, quote: &Quote) -> (u32, u32) {
     (json_start, json_end)
 }
 
+/// Splits one line of an event stream into its field name and value, as the SSE spec reads it:
+/// the value follows the first colon, less one leading space; a line without a colon is a field
+/// with an empty value. (Comment lines, starting with a colon, are the caller's to skip.)
+pub fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b':', line) {
+        Some(c) => {
+            let value = &line[c + 1..];
+            (&line[..c], value.strip_prefix(b" ").unwrap_or(value))
+        }
+        None => (line, &b""[..]),
+    }
+}
+
 /// `retry: <ms>`: tells EventSource how long to wait before reconnecting.
 pub fn retry_frame(retry_ms: u64) -> Bytes {
     Bytes::from(format!("retry: {retry_ms}\n\n"))
@@ -220,6 +233,17 @@ mod tests {
         assert!(batch.frame(1).starts_with(b"event: quote\nid: 6\n"));
         assert!(batch.frames_from(2).starts_with(b"event: quote\nid: 7\n"));
         assert_eq!(batch.frames[2].symbol, 7);
+    }
+
+    #[test]
+    fn field_lines_split_as_the_spec_says() {
+        assert_eq!(
+            split_field(b"data: {\"a\":1}"),
+            (&b"data"[..], &b"{\"a\":1}"[..])
+        );
+        assert_eq!(split_field(b"data:x: y"), (&b"data"[..], &b"x: y"[..]));
+        assert_eq!(split_field(b"data:  two"), (&b"data"[..], &b" two"[..]));
+        assert_eq!(split_field(b"data"), (&b"data"[..], &b""[..]));
     }
 
     #[test]

@@ -647,13 +647,7 @@ impl SseDecoder {
         if line[0] == b':' {
             return Ok(()); // comment
         }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(c) => {
-                let v = &line[c + 1..];
-                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
+        let (field, value) = tickcast::sse::split_field(line);
         match field {
             b"data" => {
                 if self.has_data {

@@ -36,15 +36,6 @@ pub struct Book {
     last_sign: i8,
 }
 
-/// Where a trade printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Print {
-    /// Price in ticks.
-    pub price: i64,
-    /// Strictly between bid and ask.
-    pub inside: bool,
-}
-
 /// The spread in ticks a symbol quotes: its typical spread, at least one tick, wider when
 /// volatility is high (`widen` > 1).
 pub fn spread_ticks(price: f64, spread_bp: f64, tick: f64, widen: f64) -> i64 {
@@ -135,27 +126,20 @@ impl Book {
         self.ask_size = displayed_size(depth_lots, rng);
     }
 
-    /// Where the next trade prints: at the bid or the ask, the side persisting from the last
-    /// trade, or now and then inside the spread.
-    pub fn next_print<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Print {
+    /// The price in ticks of the next trade: at the bid or the ask, the side persisting from the
+    /// last trade, or now and then inside the spread.
+    pub fn next_print<R: Rng + ?Sized>(&mut self, rng: &mut R) -> i64 {
         if rng.random::<f64>() >= SIGN_PERSISTENCE {
             self.last_sign = -self.last_sign;
         }
         let spread = self.ask - self.bid;
         if spread >= 2 && rng.random::<f64>() < INSIDE_SHARE {
-            return Print {
-                price: rng.random_range(self.bid + 1..self.ask),
-                inside: true,
-            };
+            return rng.random_range(self.bid + 1..self.ask);
         }
-        let price = if self.last_sign > 0 {
+        if self.last_sign > 0 {
             self.ask
         } else {
             self.bid
-        };
-        Print {
-            price,
-            inside: false,
         }
     }
 
@@ -246,8 +230,8 @@ mod tests {
             mids.push((book.bid + book.ask) as f64 / 2.0);
             if rng.random::<f64>() < 0.35 {
                 let print = book.next_print(&mut rng);
-                assert!(book.bid <= print.price && print.price <= book.ask);
-                trades.push(print.price as f64);
+                assert!(book.bid <= print && print <= book.ask);
+                trades.push(print as f64);
             }
         }
         (trades, mids)

@@ -31,8 +31,6 @@ pub const INTERVALS_PER_DAY: usize = GRID_POINTS - 1;
 pub const INTERVALS_PER_65M: usize = 13;
 /// 65-minute returns per session.
 pub const SLOTS_65M: usize = INTERVALS_PER_DAY / INTERVALS_PER_65M;
-/// Trading days per year, to annualise daily variance as the symbol table's volatilities are.
-pub const TRADING_DAYS_PER_YEAR: f64 = TRADING_DAYS;
 /// The sector name of index funds; they have no sector factor, only the market.
 pub const INDEX_SECTOR: &str = "Index";
 /// Midday slots 12:00-13:30, the bottom of the intraday U that the open and close are compared with.
@@ -604,7 +602,7 @@ fn calibration(series: &[&SymbolSeries], daily: &[Vec<f64>], csv_vol: &[f64]) ->
         .iter()
         .zip(daily)
         .filter(|(s, r)| csv_vol[s.symbol] > 0.0 && r.len() >= 2)
-        .map(|(s, r)| variance(r) * TRADING_DAYS_PER_YEAR / (csv_vol[s.symbol] * csv_vol[s.symbol]))
+        .map(|(s, r)| variance(r) * TRADING_DAYS / (csv_vol[s.symbol] * csv_vol[s.symbol]))
         .collect();
     mean(&ratios).sqrt()
 }
@@ -677,7 +675,7 @@ mod tests {
 
     /// Annual volatility → standard deviation of one 5-min return.
     fn five_min_sd(annual: f64) -> f64 {
-        annual / (TRADING_DAYS_PER_YEAR * INTERVALS_PER_DAY as f64).sqrt()
+        annual / (TRADING_DAYS * INTERVALS_PER_DAY as f64).sqrt()
     }
 
     /// A series whose 5-min returns are `ret(day, slot)`; the overnight return is zero, so

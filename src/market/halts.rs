@@ -24,15 +24,6 @@ const CLOSE_DOUBLED_SECS: f64 = 25.0 * 60.0;
 const LOW_PRICE: f64 = 3.0;
 const LOW_PRICE_FRACTION: f64 = 0.20;
 
-/// Why a symbol is not trading normally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HaltReason {
-    /// A limit up-limit down pause.
-    Luld,
-    /// Asked for from outside (a scenario).
-    Requested,
-}
-
 /// One symbol's LULD state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Luld {
@@ -44,8 +35,8 @@ pub struct Luld {
     updated: MarketNs,
     /// Since when the efficient price has been beyond a band, if it is.
     pub limit_since: Option<MarketNs>,
-    /// Until when the symbol is halted, if it is, and why.
-    pub halted: Option<(MarketNs, HaltReason)>,
+    /// Until when the symbol is halted, if it is.
+    pub halted: Option<MarketNs>,
 }
 
 impl Luld {

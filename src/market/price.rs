@@ -357,11 +357,6 @@ impl PriceModel {
         }
     }
 
-    /// The intraday shape the model uses.
-    pub fn shape(&self) -> &IntradayShape {
-        &self.shape
-    }
-
     /// Moves symbol `index` to market time `to` (within `day`) and returns its efficient price.
     pub fn advance<R: Rng + ?Sized>(
         &mut self,
@@ -439,11 +434,6 @@ impl PriceModel {
     pub fn jump(&mut self, index: usize, log_move: f64) {
         let s = &mut self.symbols[index];
         s.log_price = (s.log_price + log_move).max(s.floor);
-    }
-
-    /// Moves the market factor by `log_move` at once: every symbol moves by beta times it.
-    pub fn market_jump(&mut self, log_move: f64) {
-        self.market.level += log_move;
     }
 }
 

@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 use super::book::{spread_ticks, Book, TradeSizes};
 use super::clock::{MarketMs, SessionState, TradingDay};
 use super::events::{Conditions, Status, Trade};
-use super::halts::{HaltReason, Luld, HALT_SECS, LIMIT_STATE_SECS};
+use super::halts::{Luld, HALT_SECS, LIMIT_STATE_SECS};
 use super::price::{ns_of_ms, MarketNs, PriceModel};
 use super::volatility::{IntradayShape, SESSION_SECS};
 use super::walk::{self, TickGrid};
@@ -473,7 +473,7 @@ impl Simulator {
             let size = state.sizes.sample(&mut self.rng);
             state
                 .book
-                .consume(print.price, size, state.depth_lots, &mut self.rng);
+                .consume(print, size, state.depth_lots, &mut self.rng);
             let mut conditions = Conditions::NONE;
             if size < 100 {
                 conditions = conditions.with(Conditions::ODD_LOT);
@@ -482,12 +482,12 @@ impl Simulator {
                 conditions = conditions.with(Conditions::EXTENDED);
             }
             let trade = Trade {
-                price: state.grid.price_of(print.price),
+                price: state.grid.price_of(print),
                 size,
                 conditions,
             };
             if self.session == SessionState::Open {
-                state.luld.on_trade(print.price as f64 * state.tick, at);
+                state.luld.on_trade(print as f64 * state.tick, at);
             }
             self.record_trade(i, &trade);
             Some(trade)
@@ -529,21 +529,14 @@ impl Simulator {
         if self.states[i].luld.limit_since != Some(began) {
             return;
         }
-        self.halt(i, at, (HALT_SECS * 1e9) as MarketNs, HaltReason::Luld, out);
+        self.halt(i, at, (HALT_SECS * 1e9) as MarketNs, out);
     }
 
     /// Halts symbol `index` for `length` of market time.
-    fn halt(
-        &mut self,
-        index: usize,
-        at: MarketNs,
-        length: MarketNs,
-        reason: HaltReason,
-        out: &mut Vec<Update>,
-    ) {
+    fn halt(&mut self, index: usize, at: MarketNs, length: MarketNs, out: &mut Vec<Update>) {
         let until = at + length;
         let state = &mut self.states[index];
-        state.luld.halted = Some((until, reason));
+        state.luld.halted = Some(until);
         state.luld.limit_since = None;
         state.quote.status = Status::Halted;
         self.queue.push(Reverse((until, index as u16, Due::Reopen)));
@@ -553,7 +546,7 @@ impl Simulator {
 
     fn reopen(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
         let i = index as usize;
-        if self.states[i].luld.halted.map(|(until, _)| until) != Some(at) {
+        if self.states[i].luld.halted != Some(at) {
             return;
         }
         self.states[i].luld.halted = None;

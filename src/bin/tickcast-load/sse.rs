@@ -105,13 +105,7 @@ impl Pending {
         if line[0] == b':' {
             return; // comment
         }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(c) => {
-                let v = &line[c + 1..];
-                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
+        let (field, value) = tickcast::sse::split_field(line);
         match field {
             b"data" => {
                 if !self.has_data {
