@@ -768,6 +768,36 @@ mod tests {
         assert!(!facts.checks()[0].pass);
     }
 
+    /// The acf and calibration checks can fail: returns with a bid-ask-like reversal (MA(1),
+    /// lag-1 autocorrelation about -0.1) break the bound, and a symbol table that states 30%
+    /// less volatility than the returns have breaks the calibration.
+    #[test]
+    fn reverting_or_miscalibrated_returns_fail_their_checks() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let vols = [0.2, 0.3, 0.45, 0.6, 0.25, 0.35];
+        let sample: Vec<SymbolSeries> = vols
+            .iter()
+            .enumerate()
+            .map(|(s, &vol)| {
+                let mut previous = 0.0;
+                series(s, 250, |_, _| {
+                    let shock = gaussian(&mut rng);
+                    let r = five_min_sd(vol) * (shock - 0.1 * previous);
+                    previous = shock;
+                    r
+                })
+            })
+            .collect();
+        let facts = compute(&sample, &vols, &no_comovement, &[]);
+        assert!(
+            facts.acf_5m_max_abs_lags_1_10 > facts.acf_bound,
+            "{facts:?}"
+        );
+        let understated: Vec<f64> = vols.iter().map(|v| v * 0.7).collect();
+        let facts = compute(&sample, &understated, &no_comovement, &[]);
+        assert!(facts.calibration > 1.15, "{}", facts.calibration);
+    }
+
     #[test]
     fn garch_returns_cluster() {
         let mut rng = StdRng::seed_from_u64(11);
