@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use crate::market::clock::{ClockAnchor, MarketMs};
 use crate::market::{Symbol, SymbolSpec};
 use crate::metrics::Metrics;
 use crate::sse::Batch;
@@ -133,6 +134,8 @@ struct Shared {
     history_limit: usize,
     newest: watch::Sender<u64>,
     heartbeat: watch::Sender<Bytes>,
+    /// Market time at the last publish (and when that was), for readers between publishes.
+    clock: watch::Sender<(tokio::time::Instant, ClockAnchor)>,
     clients: AtomicUsize,
     metrics: Metrics,
     started: tokio::time::Instant,
@@ -165,6 +168,14 @@ impl Feed {
                 history_limit,
                 newest: watch::Sender::new(0),
                 heartbeat: watch::Sender::new(Bytes::new()),
+                clock: watch::Sender::new((
+                    tokio::time::Instant::now(),
+                    ClockAnchor {
+                        market_ms: 0,
+                        speed: 1.0,
+                        until_ms: 0,
+                    },
+                )),
                 clients: AtomicUsize::new(0),
                 metrics: Metrics::default(),
                 started: tokio::time::Instant::now(),
@@ -190,6 +201,19 @@ impl Feed {
     /// Time since the feed was created.
     pub fn uptime(&self) -> Duration {
         self.shared.started.elapsed()
+    }
+
+    /// Records where market time stands now (the market task does, at each publish).
+    pub fn set_clock(&self, anchor: ClockAnchor) {
+        self.shared
+            .clock
+            .send_replace((tokio::time::Instant::now(), anchor));
+    }
+
+    /// Market time now, epoch ms, and the market's speed.
+    pub fn market_now(&self) -> (MarketMs, f64) {
+        let (at, anchor) = *self.shared.clock.borrow();
+        (anchor.after(at.elapsed()), anchor.speed)
     }
 
     /// Seq of the newest published update.

@@ -59,6 +59,7 @@ pub async fn run_market(
         if !updates.is_empty() {
             feed.publish(Batch::encode(&updates));
         }
+        feed.set_clock(sim.anchor(feed_ns));
         last_publish = now;
     }
 }
@@ -66,6 +67,7 @@ pub async fn run_market(
 /// Publishes every symbol's opening quote (seq 1..=N) as the first batch.
 pub fn publish_opening(feed: &Feed, sim: &Simulator) {
     feed.publish(Batch::encode(&sim.opening_quotes()));
+    feed.set_clock(sim.anchor(0));
 }
 
 /// Publishes a heartbeat frame every `every`, encoded once for all streams.
@@ -78,6 +80,11 @@ pub async fn run_heartbeat(feed: Feed, every: Duration, mut shutdown: Shutdown) 
             () = shutdown.wait() => return,
             _ = ticks.tick() => {}
         }
-        feed.publish_heartbeat(sse::heartbeat_frame(epoch_ms(), feed.newest_seq()));
+        let (market_ms, _) = feed.market_now();
+        feed.publish_heartbeat(sse::heartbeat_frame(
+            epoch_ms(),
+            market_ms,
+            feed.newest_seq(),
+        ));
     }
 }

@@ -161,13 +161,13 @@ pub fn json_array_into<'a>(buf: &mut BytesMut, items: impl IntoIterator<Item = &
     buf.put_u8(b']');
 }
 
-/// `event: heartbeat` with `{"ts":..,"seq":..}` and deliberately no `id:` line, so the
-/// browser's last event id stays that of the last quote.
-pub fn heartbeat_frame(ts_ms: u64, seq: u64) -> Bytes {
-    let mut buf = Vec::with_capacity(64);
+/// `event: heartbeat` with `{"ts":..,"market_ts":..,"seq":..}` and deliberately no `id:` line,
+/// so the browser's last event id stays that of the last quote.
+pub fn heartbeat_frame(ts_ms: u64, market_ts: i64, seq: u64) -> Bytes {
+    let mut buf = Vec::with_capacity(80);
     write!(
         buf,
-        "event: heartbeat\ndata: {{\"ts\":{ts_ms},\"seq\":{seq}}}\n\n"
+        "event: heartbeat\ndata: {{\"ts\":{ts_ms},\"market_ts\":{market_ts},\"seq\":{seq}}}\n\n"
     )
     .expect("writing to a Vec cannot fail");
     Bytes::from(buf)
@@ -250,8 +250,10 @@ mod tests {
     fn control_frames_have_the_documented_text() {
         assert_eq!(retry_frame(3000), Bytes::from("retry: 3000\n\n"));
         assert_eq!(
-            heartbeat_frame(17, 42),
-            Bytes::from("event: heartbeat\ndata: {\"ts\":17,\"seq\":42}\n\n")
+            heartbeat_frame(17, 1_709_573_400_000, 42),
+            Bytes::from(
+                "event: heartbeat\ndata: {\"ts\":17,\"market_ts\":1709573400000,\"seq\":42}\n\n"
+            )
         );
         let snap = snapshot_frame(9, [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
         assert_eq!(

@@ -60,6 +60,7 @@ async fn wrong_method_is_405_with_allow() {
         "/snapshot",
         "/healthz",
         "/metrics",
+        "/clock",
         "/",
     ] {
         let resp = http1().post(server.url(path)).send().await.unwrap();

@@ -72,6 +72,7 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
         .or(rest::symbols(app.clone()))
         .or(rest::snapshot(app.clone()))
         .or(rest::healthz(app.clone()))
+        .or(rest::clock(app.clone()))
         .or(rest::metrics(app.clone()))
         .or(assets::assets(app))
         .recover(rejection::handle)

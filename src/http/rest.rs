@@ -8,6 +8,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::params::{self, query_pairs};
 use super::{json_bytes, raw_query, read_only, with_app, App};
+use crate::market::clock;
 use crate::metrics::Gauges;
 use crate::sse;
 
@@ -40,6 +41,25 @@ pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
                 "clients": app.feed.clients(),
                 "seq": app.feed.newest_seq(),
                 "uptime_s": app.feed.uptime().as_secs(),
+            });
+            json_bytes(Bytes::from(body.to_string()))
+        })
+}
+
+/// GET /clock — the market's time, session and next open and close (market epoch ms).
+pub fn clock(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("clock")
+        .and(read_only())
+        .and(with_app(app))
+        .map(|app: App| {
+            let (market_ts, speed) = app.feed.market_now();
+            let body = json!({
+                "market_ts": market_ts,
+                "state": clock::session_state(market_ts),
+                "next_open": clock::next_open(market_ts),
+                "next_close": clock::next_close(market_ts),
+                "speed": speed,
+                "timezone": "America/New_York",
             });
             json_bytes(Bytes::from(body.to_string()))
         })

@@ -443,9 +443,44 @@ fn easter(year: i32) -> NaiveDate {
     NaiveDate::from_ymd_opt(year, month as u32, day as u32).expect("easter is a valid date")
 }
 
+/// Where market time stood at one instant, and how it moves from there: what a reader outside
+/// the simulator (the `/clock` route, heartbeats) needs to tell market time between two
+/// publishes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockAnchor {
+    /// Market time at the anchor.
+    pub market_ms: MarketMs,
+    /// Market seconds per wall second.
+    pub speed: f64,
+    /// The next session change: market time does not run past it before the simulator has
+    /// handled it (it may jump over closed time there).
+    pub until_ms: MarketMs,
+}
+
+impl ClockAnchor {
+    /// Market time `elapsed` of wall time after the anchor.
+    pub fn after(&self, elapsed: std::time::Duration) -> MarketMs {
+        let ahead = (elapsed.as_secs_f64() * self.speed * 1000.0).min(i64::MAX as f64 / 4.0);
+        (self.market_ms + ahead as MarketMs).min(self.until_ms.max(self.market_ms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_anchor_runs_at_speed_and_stops_at_the_next_session_change() {
+        let anchor = ClockAnchor {
+            market_ms: 1_000_000,
+            speed: 60.0,
+            until_ms: 1_000_000 + 90_000,
+        };
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(anchor.after(secs(0)), 1_000_000);
+        assert_eq!(anchor.after(secs(1)), 1_060_000);
+        assert_eq!(anchor.after(secs(10)), 1_090_000);
+    }
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

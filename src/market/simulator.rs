@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 
 use super::book::{spread_ticks, Book, TradeSizes};
-use super::clock::{MarketMs, SessionState, TradingDay};
+use super::clock::{self, MarketMs, SessionState, TradingDay};
 use super::events::{Conditions, Status, Trade};
 use super::halts::{Luld, HALT_SECS, LIMIT_STATE_SECS};
 use super::price::{ns_of_ms, MarketNs, PriceModel};
@@ -306,6 +306,16 @@ impl Simulator {
     /// Market time at feed time `feed_ns`, epoch milliseconds.
     pub fn market_ms_at(&self, feed_ns: u64) -> MarketMs {
         self.timeline.market_at(feed_ns).div_euclid(1_000_000)
+    }
+
+    /// Market time at feed time `feed_ns` (at or after the last [`Simulator::advance_to`]) and
+    /// how it runs from there.
+    pub fn anchor(&self, feed_ns: u64) -> clock::ClockAnchor {
+        clock::ClockAnchor {
+            market_ms: self.market_ms_at(feed_ns),
+            speed: self.config.speed,
+            until_ms: self.next_transition.0.div_euclid(1_000_000),
+        }
     }
 
     /// The current session state.
@@ -740,8 +750,6 @@ mod tests {
     fn day_of(ms: MarketMs) -> TradingDay {
         TradingDay::of(clock::et_date_of(ms)).expect("events happen on trading days")
     }
-
-    use crate::market::clock;
 
     #[test]
     fn invariants_hold_over_many_seeds() {
