@@ -13,8 +13,8 @@ use warp::http::HeaderValue;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tickcast", version, about)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "TICKCAST_ADDR", default_value = "127.0.0.1:3000")]
+    /// Address to listen on: IP:port or host:port (a host name is resolved at start-up).
+    #[arg(long, env = "TICKCAST_ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]
     pub addr: SocketAddr,
 
     /// CSV file of symbols:
@@ -84,9 +84,36 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_FLUSH_MS", default_value_t = 20)]
     pub flush_ms: u64,
 
+    /// Log lines as text (coloured only on a terminal) or as one JSON object per line.
+    #[arg(long, env = "TICKCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Worker threads of the runtime [default: one per core].
     #[arg(long, env = "TICKCAST_THREADS")]
     pub threads: Option<usize>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal and NO_COLOR is unset.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `IP:port` as is, or `host:port` resolved to its first address (`localhost:3000`).
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("not an address or host:port ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| "the host name has no address".to_owned())
 }
 
 /// A flag value that parses but makes no sense.
@@ -114,7 +141,7 @@ pub enum ConfigError {
     Threads(usize),
     #[error("--web-dir {0} is not a directory")]
     WebDir(PathBuf),
-    #[error("{0}")]
+    #[error(transparent)]
     Start(#[from] ClockError),
 }
 
@@ -232,5 +259,7 @@ mod tests {
         );
         assert!(parse(&["--cors-origin", "a\u{7f}b"]).validate().is_err());
         assert!(Config::try_parse_from(["tickcast", "--addr", "nope"]).is_err());
+        assert!(parse(&["--addr", "localhost:3000"]).addr.ip().is_loopback());
+        assert_eq!(parse(&["--addr", "[::1]:80"]).addr.to_string(), "[::1]:80");
     }
 }

@@ -4,17 +4,45 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use tickcast::config::LogFormat;
 use tickcast::market::symbols;
 use tickcast::{shutdown, Config};
 
+/// Exit code of a usage error (a bad flag or flag value), as clap uses; other failures exit 1.
+const USAGE_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
-    let config = Config::parse();
-    tracing_subscriber::fmt()
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("tickcast: {first}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("tickcast: error: {e}");
+        return ExitCode::from(USAGE_ERROR);
+    }
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init();
+        }
+        LogFormat::Json => logs.json().init(),
+    }
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -25,7 +53,6 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    config.validate()?;
     let specs = symbols::load_or_built_in(config.symbols.as_deref())?;
     raise_open_file_limit(config.max_clients);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -33,7 +33,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServeError {
     #[error("invalid simulation settings: {0}")]
     Simulation(#[from] SimError),
-    #[error("{0}")]
+    #[error(transparent)]
     Start(#[from] crate::market::clock::ClockError),
     #[error("cannot open web directory: {0}")]
     WebDir(#[source] std::io::Error),

@@ -78,20 +78,34 @@ async fn bad_symbol_files_are_refused_with_file_line_and_column() {
         );
     }
     let (code, stderr) = run_to_end(&["--symbols", "/no/such/file.csv"]).await;
-    assert_ne!(code, 0);
-    assert!(stderr.contains("/no/such/file.csv"), "{stderr}");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        "tickcast: error: /no/such/file.csv: cannot read file: No such file or directory (os error 2)"
+    );
 }
 
 #[tokio::test]
 async fn bad_flags_are_refused_with_one_line() {
+    // Values that parse but make no sense and values that do not parse: one line, exit 2.
     let (code, stderr) = run_to_end(&["--rate", "0", "--symbols", "data/symbols.csv"]).await;
-    assert_ne!(code, 0);
+    assert_eq!(code, 2);
     assert_eq!(
         stderr.trim(),
         "tickcast: error: --rate must be > 0 and <= 100000, got 0"
     );
-    let (code, _) = run_to_end(&["--rate", "fast"]).await;
-    assert_eq!(code, 2, "clap usage errors exit 2");
+    let (code, stderr) = run_to_end(&["--rate", "fast"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "tickcast: error: invalid value 'fast' for '--rate <RATE>': invalid float literal"
+    );
+    let (code, stderr) = run_to_end(&["--start", "2024-07-04"]).await;
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim(),
+        "tickcast: error: --start 2024-07-04 is not a trading day (NYSE holiday or weekend)"
+    );
 }
 
 #[tokio::test]
@@ -106,6 +120,46 @@ async fn port_in_use_is_one_line_and_non_zero() {
         stderr.contains(&format!("cannot listen on {addr}")),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn logs_are_plain_text_off_a_terminal_or_json_on_request() {
+    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
+    for format in ["text", "json"] {
+        let mut child = Command::new(BIN)
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--symbols",
+                symbols,
+                "--log-format",
+                format,
+            ])
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = tokio::time::timeout(common::STEP, lines.next_line())
+            .await
+            .expect("a log line in time")
+            .unwrap()
+            .expect("a log line");
+        assert!(
+            !line.contains('\x1b'),
+            "no ANSI colours on a pipe: {line:?}"
+        );
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+            assert_eq!(v["level"], "INFO", "{v}");
+            assert!(v["fields"]["message"].is_string(), "{v}");
+        }
+        sigterm(&child);
+        child.wait().await.unwrap();
+    }
 }
 
 /// Starts the binary on an ephemeral port and returns it with its address (read from the log).

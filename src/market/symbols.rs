@@ -194,7 +194,8 @@ impl Serialize for LuldTier {
 /// Why a symbol file was refused. The message is one line naming file, line and column.
 #[derive(Debug, thiserror::Error)]
 pub enum SymbolsError {
-    #[error("{path}: cannot read file: {source}")]
+    /// The OS reason is the source: `{:#}` (as the binary prints errors) shows it once.
+    #[error("{path}: cannot read file")]
     Io {
         path: PathBuf,
         #[source]
