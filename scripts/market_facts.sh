@@ -35,7 +35,9 @@ panel=target/market-panel.csv
   grep -E '^(SPY|VOO|VTI),' data/symbols.csv
 } >"$panel"
 
-pin() { if command -v taskset >/dev/null 2>&1 && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Runs a command pinned to core $1 when taskset and a second core exist. It execs, so `pin ... &`
+# leaves $! the command's own PID (the trap below must stop the server, not a subshell).
+pin() { if command -v taskset >/dev/null 2>&1 && (($(nproc) > 1)); then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
 
 pin 0 target/release/tickcast --addr "$ADDR" --symbols "$panel" --seed "$SEED" --start "$START" \
   --speed "$SPEED" --rate "$RATE" --history 500000 2>target/market-facts-server.log &
@@ -46,6 +48,6 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-pin 1 target/release/tickcast-facts --url "http://${ADDR}" --days "$DAYS" --max-seconds 3600 \
-  --out target/market-facts.json
+(pin 1 target/release/tickcast-facts --url "http://${ADDR}" --days "$DAYS" --max-seconds 3600 \
+  --out target/market-facts.json)
 python3 scripts/plot_market.py target/market-facts.json --out-dir docs
