@@ -133,9 +133,12 @@ pub fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// `retry: <ms>`: tells EventSource how long to wait before reconnecting.
+/// `retry: <ms>`: tells EventSource how long to wait before reconnecting. A field line with no
+/// blank line after it, so it belongs to the block of the event that follows (the snapshot, or
+/// the first replayed event): a block of its own is dispatched by some clients as an empty
+/// `message` event.
 pub fn retry_frame(retry_ms: u64) -> Bytes {
-    Bytes::from(format!("retry: {retry_ms}\n\n"))
+    Bytes::from(format!("retry: {retry_ms}\n"))
 }
 
 /// `event: snapshot` with `id: <seq>` and a JSON array of the given quote objects.
@@ -248,7 +251,7 @@ mod tests {
 
     #[test]
     fn control_frames_have_the_documented_text() {
-        assert_eq!(retry_frame(3000), Bytes::from("retry: 3000\n\n"));
+        assert_eq!(retry_frame(3000), Bytes::from("retry: 3000\n"));
         assert_eq!(
             heartbeat_frame(17, 1_709_573_400_000, 42),
             Bytes::from(

@@ -85,7 +85,7 @@ async fn http1_and_h2c_streams_carry_the_same_headers_and_frames() {
         one.response_headers["access-control-allow-origin"],
         "https://dash.example"
     );
-    // Both replay the same history after id 3: retry, then AAPL's quotes after seq 3.
+    // Both replay the same history after id 3: retry (in the first block), then AAPL's quotes after seq 3.
     for _ in 0..3 {
         assert_eq!(one.next().await, two.next().await);
     }
