@@ -6,6 +6,7 @@
 //! seeded generator. [`coarse`] drives the same price model on a fixed grid, for statistics;
 //! [`facts`] measures the stylized facts. Nothing here knows about tokio, HTTP or the wire format.
 
+pub mod bars;
 pub mod book;
 pub mod clock;
 pub mod coarse;
