@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tickcast::feed::{Feed, Subscription};
 use tickcast::http::App;
 use tickcast::market::simulator::{SimConfig, Simulator};
-use tickcast::market::{symbols, SymbolSpec, Update};
+use tickcast::market::{symbols, Event, SymbolSpec};
 use tickcast::shutdown;
 use tickcast::sse::Batch;
 use tickcast::stream::{Pacing, QuoteStream, Start};
@@ -49,7 +49,7 @@ fn simulator(specs: &[SymbolSpec]) -> Simulator {
 /// Produces batches of exactly [`BATCH_UPDATES`] consecutive updates.
 struct Batches {
     sim: Simulator,
-    pending: Vec<Update>,
+    pending: Vec<Event>,
     now_ns: u64,
 }
 
@@ -62,7 +62,7 @@ impl Batches {
         }
     }
 
-    fn next(&mut self) -> Vec<Update> {
+    fn next(&mut self) -> Vec<Event> {
         while self.pending.len() < BATCH_UPDATES {
             self.now_ns += 50_000_000;
             self.sim.advance_to(self.now_ns, &mut self.pending);
@@ -165,18 +165,18 @@ fn fanout_inprocess(c: &mut Criterion) {
                         (0..5).map(|k| ((i * 7 + k * 23) % specs.len() as u64) as u16),
                     )
                 } else {
-                    Subscription::All
+                    Subscription::ALL
                 }
             };
             let mut batches = Batches::new(simulator(&specs));
-            let probe: Vec<Vec<Update>> = (0..50).map(|_| batches.next()).collect();
+            let probe: Vec<Vec<Event>> = (0..50).map(|_| batches.next()).collect();
             let per_batch: u64 = probe
                 .iter()
                 .map(|b| {
                     (0..clients)
                         .map(|i| {
                             b.iter()
-                                .filter(|u| subscription(i).contains(u.symbol_index))
+                                .filter(|u| subscription(i).symbols.contains(u.symbol_index()))
                                 .count() as u64
                         })
                         .sum::<u64>()
@@ -224,7 +224,9 @@ fn fanout_inprocess(c: &mut Criterion) {
                                 .map(|i| {
                                     updates
                                         .iter()
-                                        .filter(|u| subscription(i).contains(u.symbol_index))
+                                        .filter(|u| {
+                                            subscription(i).symbols.contains(u.symbol_index())
+                                        })
                                         .count() as u64
                                 })
                                 .sum::<u64>();

@@ -1,12 +1,14 @@
-//! The feed: latest quotes, recent history and the wake-up signal that client streams read.
+//! The feed: latest events, recent history and the wake-up signal that client streams read.
 //!
 //! The publisher is the only writer. Under one write lock it appends a batch to the history and
-//! stores each updated symbol's latest quote in that symbol's `watch` channel; then it announces
-//! the newest seq on the `newest` channel, which wakes every client once per batch. Readers take
-//! the read lock, so a snapshot (newest seq + latest quotes) and the history always agree: a quote
-//! is never both in a snapshot and replayed after it, nor missing from both.
+//! keeps each symbol's latest event of each kind; then it announces the newest seq on the
+//! `newest` channel, which wakes every client once per batch. Readers take the read lock, so a
+//! snapshot (newest seq + latest quotes) and the history always agree: an event is never both
+//! in a snapshot and replayed after it, nor missing from both.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -15,38 +17,39 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use crate::market::clock::{ClockAnchor, MarketMs};
-use crate::market::{Symbol, SymbolSpec};
+use crate::market::events::MARKET_WIDE;
+use crate::market::{Kind, Symbol, SymbolSpec};
 use crate::metrics::Metrics;
-use crate::sse::Batch;
+use crate::sse::{Batch, FrameIndex};
 
 /// Largest chunk a client is handed in one write while catching up from history. A client far
 /// behind gets several chunks in a row; this bounds what the HTTP layer buffers per client.
 pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
 
-/// The latest quote of one symbol, already encoded.
+/// The latest event of one kind for one symbol, already encoded.
 #[derive(Debug, Clone, Default)]
 pub struct Latest {
-    /// Seq of this quote; 0 before the first one.
+    /// Seq of this event; 0 before the first one.
     pub seq: u64,
-    /// How many updates this symbol has had, this one included.
+    /// How many events of this kind the symbol has had, this one included.
     pub nth: u64,
-    /// The `event: quote` frame (shares the batch's memory).
+    /// The whole frame (shares the batch's memory).
     pub frame: Bytes,
-    /// The quote's JSON (shares the batch's memory).
+    /// The event's JSON (shares the batch's memory).
     pub json: Bytes,
 }
 
 /// Which symbols a client receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subscription {
-    /// Every symbol: such clients share whole batches without copying.
+pub enum Symbols {
+    /// Every symbol.
     All,
     /// A subset, as a bitmask over symbol indexes plus the sorted list of those indexes.
     Some { mask: Vec<u64>, list: Vec<u16> },
 }
 
-impl Subscription {
-    /// A subscription to the given symbol indexes (duplicates ignored).
+impl Symbols {
+    /// The given symbol indexes (duplicates ignored).
     pub fn some(indexes: impl IntoIterator<Item = u16>) -> Self {
         let mut list: Vec<u16> = indexes.into_iter().collect();
         list.sort_unstable();
@@ -56,33 +59,150 @@ impl Subscription {
         for &i in &list {
             mask[i as usize / 64] |= 1 << (i % 64);
         }
-        Subscription::Some { mask, list }
+        Symbols::Some { mask, list }
     }
 
-    /// Whether symbol `index` is included.
+    /// Whether symbol `index` is included (market-wide events concern everyone).
     pub fn contains(&self, index: u16) -> bool {
         match self {
-            Subscription::All => true,
-            Subscription::Some { mask, .. } => mask
-                .get(index as usize / 64)
-                .is_some_and(|w| w & (1 << (index % 64)) != 0),
+            Symbols::All => true,
+            Symbols::Some { mask, .. } => {
+                index == MARKET_WIDE
+                    || mask
+                        .get(index as usize / 64)
+                        .is_some_and(|w| w & (1 << (index % 64)) != 0)
+            }
         }
     }
 }
+
+/// A set of event kinds. Session events are always in it: they concern every client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kinds(u8);
+
+/// A `?events=` value that names no kind, or an unknown one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindsError {
+    #[error("events must list at least one of quote, trade, bar, status")]
+    Empty,
+    #[error("unknown event kind '{0}': events may list quote, trade, bar, status")]
+    Unknown(String),
+}
+
+impl Kinds {
+    /// Every kind.
+    pub const ALL: Kinds = Kinds(0b1_1111);
+    /// The kinds a client may choose (session events always come).
+    pub const SELECTABLE: [Kind; 4] = [Kind::Quote, Kind::Trade, Kind::Bar, Kind::Status];
+
+    /// The given kinds, and session events.
+    pub fn of(kinds: impl IntoIterator<Item = Kind>) -> Kinds {
+        kinds
+            .into_iter()
+            .fold(Kinds(1 << Kind::Session as u8), |k, kind| {
+                Kinds(k.0 | 1 << kind as u8)
+            })
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
+
+    /// The kinds in the set, in the order of their numbers.
+    pub fn iter(self) -> impl Iterator<Item = Kind> {
+        Kind::ALL.into_iter().filter(move |&k| self.contains(k))
+    }
+}
+
+impl FromStr for Kinds {
+    type Err = KindsError;
+
+    /// A comma-separated, case-insensitive list of kinds (quote, trade, bar, status).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut kinds = Vec::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let kind = Kinds::SELECTABLE
+                .into_iter()
+                .find(|k| k.as_str().eq_ignore_ascii_case(name))
+                .ok_or_else(|| KindsError::Unknown(name.chars().take(32).collect()))?;
+            kinds.push(kind);
+        }
+        if kinds.is_empty() {
+            return Err(KindsError::Empty);
+        }
+        Ok(Kinds::of(kinds))
+    }
+}
+
+impl fmt::Display for Kinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Kind::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// What a client receives: which symbols, and which kinds of event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub symbols: Symbols,
+    pub kinds: Kinds,
+}
+
+impl Subscription {
+    /// Every event of every symbol: such clients share whole batches without copying.
+    pub const ALL: Subscription = Subscription {
+        symbols: Symbols::All,
+        kinds: Kinds::ALL,
+    };
+
+    /// Every kind of event of the given symbol indexes (duplicates ignored).
+    pub fn some(indexes: impl IntoIterator<Item = u16>) -> Self {
+        Subscription {
+            symbols: Symbols::some(indexes),
+            kinds: Kinds::ALL,
+        }
+    }
+
+    /// The same symbols, only `kinds`.
+    pub fn with_kinds(self, kinds: Kinds) -> Self {
+        Subscription { kinds, ..self }
+    }
+
+    /// Whether the frame concerns this client.
+    pub fn wants(&self, frame: &FrameIndex) -> bool {
+        self.kinds.contains(frame.kind) && self.symbols.contains(frame.symbol)
+    }
+
+    /// Whether the client takes every frame (and so whole batches, without copying).
+    pub fn is_everything(&self) -> bool {
+        self.symbols == Symbols::All && self.kinds == Kinds::ALL
+    }
+}
+
+/// Events per kind, indexed by `Kind as usize`.
+pub type KindCounts = [u64; Kind::ALL.len()];
 
 /// What one call to [`Feed::collect`] produced for a client.
 #[derive(Debug, Default)]
 pub struct Collected {
     /// Frames to write, in ascending seq, as pieces of the shared batch buffers (one write,
-    /// no copy, for all-symbol clients); empty if nothing new concerned the client.
+    /// no copy, for clients of every event); empty if nothing new concerned the client.
     pub parts: Vec<Bytes>,
-    /// Quote events in `parts`.
-    pub quotes: u64,
-    /// Updates of the client's symbols skipped by conflation.
+    /// Events in `parts`, by kind.
+    pub counts: KindCounts,
+    /// Bytes of those events, by kind.
+    pub bytes: KindCounts,
+    /// Events of the client's subscription skipped by conflation.
     pub conflated: u64,
 }
 
 impl Collected {
+    /// Events in `parts`.
+    pub fn events(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
     /// The parts as one buffer (copied only if there are several), or `None` if empty.
     pub fn chunk(&self) -> Option<Bytes> {
         match self.parts.as_slice() {
@@ -102,14 +222,28 @@ pub struct Cursor {
     accounted: u64,
 }
 
-/// Recent batches, for replay and catch-up.
+/// Recent batches, for replay and catch-up, and the latest event of each kind per symbol.
 #[derive(Debug, Default)]
 struct History {
     batches: VecDeque<Arc<Batch>>,
-    /// Updates held in `batches`.
+    /// Events held in `batches`.
     held: usize,
-    /// Seq of the newest update published.
+    /// Seq of the newest event published.
     newest: u64,
+    /// Latest event per symbol and kind, at `slot(symbol, kind)`; session events last.
+    latest: Vec<Latest>,
+}
+
+/// Kinds kept per symbol in [`History::latest`].
+const SYMBOL_KINDS: usize = 4;
+
+/// Index of `(symbol, kind)` in [`History::latest`].
+fn slot(symbol: u16, kind: Kind, symbols: usize) -> usize {
+    if kind == Kind::Session {
+        symbols * SYMBOL_KINDS
+    } else {
+        symbol as usize * SYMBOL_KINDS + kind as usize
+    }
 }
 
 impl History {
@@ -128,7 +262,6 @@ impl History {
 struct Shared {
     specs: Vec<SymbolSpec>,
     by_symbol: HashMap<Symbol, u16>,
-    latest: Vec<watch::Sender<Latest>>,
     history: RwLock<History>,
     /// How many updates replay may go back: the history window, counted globally.
     history_limit: usize,
@@ -155,16 +288,15 @@ impl Feed {
             .enumerate()
             .map(|(i, s)| (s.symbol.clone(), i as u16))
             .collect();
-        let latest = specs
-            .iter()
-            .map(|_| watch::Sender::new(Latest::default()))
-            .collect();
+        let history = History {
+            latest: vec![Latest::default(); specs.len() * SYMBOL_KINDS + 1],
+            ..History::default()
+        };
         Feed {
             shared: Arc::new(Shared {
                 specs,
                 by_symbol,
-                latest,
-                history: RwLock::new(History::default()),
+                history: RwLock::new(history),
                 history_limit,
                 newest: watch::Sender::new(0),
                 heartbeat: watch::Sender::new(Bytes::new()),
@@ -216,12 +348,12 @@ impl Feed {
         (anchor.after(at.elapsed()), anchor.speed)
     }
 
-    /// Seq of the newest published update.
+    /// Seq of the newest published event.
     pub fn newest_seq(&self) -> u64 {
         *self.shared.newest.borrow()
     }
 
-    /// Updates currently available for replay.
+    /// Events currently available for replay.
     pub fn history_len(&self) -> usize {
         let h = self.read_history();
         h.held.min(self.shared.history_limit)
@@ -242,7 +374,7 @@ impl Feed {
         self.shared.heartbeat.send_replace(frame);
     }
 
-    /// Publishes one batch: history, latest quotes, then the wake-up.
+    /// Publishes one batch: history, latest events, then the wake-up.
     pub fn publish(&self, batch: Batch) {
         let last_seq = batch.last_seq();
         let count = batch.len();
@@ -254,14 +386,13 @@ impl Feed {
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
             debug_assert_eq!(batch.first_seq, h.newest + 1, "batches are contiguous");
+            let symbols = self.shared.specs.len();
             for (i, f) in batch.frames.iter().enumerate() {
-                let seq = batch.first_seq + i as u64;
-                self.shared.latest[f.symbol as usize].send_modify(|latest| {
-                    latest.seq = seq;
-                    latest.nth += 1;
-                    latest.frame = batch.frame(i);
-                    latest.json = batch.json(i);
-                });
+                let latest = &mut h.latest[slot(f.symbol, f.kind, symbols)];
+                latest.seq = batch.first_seq + i as u64;
+                latest.nth += 1;
+                latest.frame = batch.frame(i);
+                latest.json = batch.json(i);
             }
             h.held += count;
             h.batches.push_back(batch);
@@ -288,17 +419,34 @@ impl Feed {
     /// The seq is the global newest; every quote returned has a seq at or below it.
     pub fn snapshot(&self, sub: &Subscription) -> (u64, Vec<Latest>, Cursor) {
         let h = self.read_history();
+        let symbols = self.shared.specs.len();
         let quotes: Vec<Latest> = self
-            .indexes(sub)
-            .map(|i| self.shared.latest[i as usize].borrow().clone())
+            .indexes(&sub.symbols)
+            .map(|i| h.latest[slot(i, Kind::Quote, symbols)].clone())
             .filter(|l| l.seq > 0)
             .collect();
-        let accounted = quotes.iter().map(|l| l.nth).sum();
         let cursor = Cursor {
             seq: h.newest,
-            accounted,
+            accounted: self.total(&h, sub),
         };
         (h.newest, quotes, cursor)
+    }
+
+    /// How many events of `sub` have been published so far.
+    fn total(&self, h: &History, sub: &Subscription) -> u64 {
+        self.slots(sub).map(|s| h.latest[s].nth).sum()
+    }
+
+    /// The slots of [`History::latest`] that `sub` covers.
+    fn slots<'a>(&'a self, sub: &'a Subscription) -> impl Iterator<Item = usize> + 'a {
+        let symbols = self.shared.specs.len();
+        let per_symbol = self.indexes(&sub.symbols).flat_map(move |i| {
+            sub.kinds
+                .iter()
+                .filter(|&k| k != Kind::Session)
+                .map(move |k| slot(i, k, symbols))
+        });
+        per_symbol.chain(std::iter::once(slot(MARKET_WIDE, Kind::Session, symbols)))
     }
 
     /// A cursor at `last_event_id` if the history holds every update after it, so the client
@@ -308,28 +456,21 @@ impl Feed {
         if last_event_id > h.newest || last_event_id + 1 < self.window_start(&h) {
             return None;
         }
-        // Count the subscribed updates after the id, to know the running total at the id.
+        // Count the subscribed events after the id, to know the running total at the id.
         let mut after = 0;
         for (batch, skip) in h.after(last_event_id) {
-            after += batch.frames[skip..]
-                .iter()
-                .filter(|f| sub.contains(f.symbol))
-                .count() as u64;
+            after += batch.frames[skip..].iter().filter(|f| sub.wants(f)).count() as u64;
         }
-        let total: u64 = self
-            .indexes(sub)
-            .map(|i| self.shared.latest[i as usize].borrow().nth)
-            .sum();
         Some(Cursor {
             seq: last_event_id,
-            accounted: total - after,
+            accounted: self.total(&h, sub) - after,
         })
     }
 
     /// Everything after `cursor` for `sub`, in at most about [`MAX_CHUNK_BYTES`], and moves
     /// the cursor past it. Lossless while the cursor is inside the history window; once it has
-    /// fallen out, the client gets the latest quote of each of its symbols instead (conflation)
-    /// and the skipped updates are counted.
+    /// fallen out, the client gets the latest quote, status and bar of each of its symbols and
+    /// the latest session event instead (conflation), and the skipped events are counted.
     pub fn collect(&self, cursor: &mut Cursor, sub: &Subscription) -> Collected {
         let h = self.read_history();
         if cursor.seq >= h.newest {
@@ -340,57 +481,69 @@ impl Feed {
         }
         let mut parts: Vec<Bytes> = Vec::new();
         let mut size = 0;
-        let mut quotes = 0u64;
+        let mut counts = KindCounts::default();
+        let mut bytes = KindCounts::default();
         let mut copy = BytesMut::new();
+        let everything = sub.is_everything();
         for (batch, skip) in h.after(cursor.seq) {
-            match sub {
-                Subscription::All => {
-                    let part = batch.frames_from(skip);
-                    size += part.len();
-                    quotes += (batch.len() - skip) as u64;
-                    parts.push(part);
-                    cursor.seq = batch.last_seq();
+            if everything {
+                let part = batch.frames_from(skip);
+                size += part.len();
+                for f in &batch.frames[skip..] {
+                    counts[f.kind as usize] += 1;
+                    bytes[f.kind as usize] += u64::from(f.end - f.start);
                 }
-                Subscription::Some { .. } => {
-                    for (i, f) in batch.frames.iter().enumerate().skip(skip) {
-                        if sub.contains(f.symbol) {
-                            copy.extend_from_slice(&batch.bytes[f.start as usize..f.end as usize]);
-                            quotes += 1;
-                        }
-                        cursor.seq = batch.first_seq + i as u64;
-                        if copy.len() >= MAX_CHUNK_BYTES {
-                            break;
-                        }
+                parts.push(part);
+                cursor.seq = batch.last_seq();
+            } else {
+                for (i, f) in batch.frames.iter().enumerate().skip(skip) {
+                    if sub.wants(f) {
+                        copy.extend_from_slice(&batch.bytes[f.start as usize..f.end as usize]);
+                        counts[f.kind as usize] += 1;
+                        bytes[f.kind as usize] += u64::from(f.end - f.start);
                     }
-                    size = copy.len();
+                    cursor.seq = batch.first_seq + i as u64;
+                    if copy.len() >= MAX_CHUNK_BYTES {
+                        break;
+                    }
                 }
+                size = copy.len();
             }
             if size >= MAX_CHUNK_BYTES {
                 break;
             }
         }
-        cursor.accounted += quotes;
+        cursor.accounted += counts.iter().sum::<u64>();
         if !copy.is_empty() {
             parts.push(copy.freeze());
         }
         Collected {
             parts,
-            quotes,
+            counts,
+            bytes,
             conflated: 0,
         }
     }
 
     fn conflate(&self, h: &History, cursor: &mut Cursor, sub: &Subscription) -> Collected {
-        let mut latest: Vec<Latest> = self
-            .indexes(sub)
-            .map(|i| self.shared.latest[i as usize].borrow().clone())
+        let symbols = self.shared.specs.len();
+        let total = self.total(h, sub);
+        // Trades are not resent: a late trade is history, not state.
+        let mut latest: Vec<(Kind, &Latest)> = self
+            .slots(sub)
+            .map(|s| (slot_kind(s, symbols), &h.latest[s]))
+            .filter(|(kind, l)| *kind != Kind::Trade && l.seq > cursor.seq)
             .collect();
-        let total: u64 = latest.iter().map(|l| l.nth).sum();
-        latest.retain(|l| l.seq > cursor.seq);
-        latest.sort_unstable_by_key(|l| l.seq);
-        let quotes = latest.len() as u64;
-        let conflated = total.saturating_sub(cursor.accounted + quotes);
-        let frames: Vec<Bytes> = latest.into_iter().map(|l| l.frame).collect();
+        latest.sort_unstable_by_key(|(_, l)| l.seq);
+        let mut counts = KindCounts::default();
+        let mut bytes = KindCounts::default();
+        for (kind, l) in &latest {
+            counts[*kind as usize] += 1;
+            bytes[*kind as usize] += l.frame.len() as u64;
+        }
+        let sent: u64 = counts.iter().sum();
+        let conflated = total.saturating_sub(cursor.accounted + sent);
+        let frames: Vec<Bytes> = latest.into_iter().map(|(_, l)| l.frame.clone()).collect();
         cursor.seq = h.newest;
         cursor.accounted = total;
         self.shared
@@ -403,21 +556,22 @@ impl Feed {
             } else {
                 vec![concat(&frames)]
             },
-            quotes,
+            counts,
+            bytes,
             conflated,
         }
     }
 
-    /// First seq of the replay window: the last `history_limit` updates, if held.
+    /// First seq of the replay window: the last `history_limit` events, if held.
     fn window_start(&self, h: &History) -> u64 {
         let available = h.held.min(self.shared.history_limit) as u64;
         h.newest + 1 - available
     }
 
-    fn indexes<'a>(&'a self, sub: &'a Subscription) -> Box<dyn Iterator<Item = u16> + 'a> {
-        match sub {
-            Subscription::All => Box::new(0..self.shared.specs.len() as u16),
-            Subscription::Some { list, .. } => Box::new(list.iter().copied()),
+    fn indexes<'a>(&'a self, symbols: &'a Symbols) -> Box<dyn Iterator<Item = u16> + 'a> {
+        match symbols {
+            Symbols::All => Box::new(0..self.shared.specs.len() as u16),
+            Symbols::Some { list, .. } => Box::new(list.iter().copied()),
         }
     }
 
@@ -465,6 +619,15 @@ impl Feed {
     }
 }
 
+/// The kind kept at slot `s` of [`History::latest`].
+fn slot_kind(s: usize, symbols: usize) -> Kind {
+    if s == symbols * SYMBOL_KINDS {
+        Kind::Session
+    } else {
+        Kind::ALL[s % SYMBOL_KINDS]
+    }
+}
+
 fn concat(parts: &[Bytes]) -> Bytes {
     let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
     for part in parts {
@@ -489,7 +652,7 @@ impl Drop for ClientGuard {
 mod tests {
     use super::*;
     use crate::market::simulator::{SimConfig, Simulator};
-    use crate::market::{symbols, Update};
+    use crate::market::{symbols, Event};
     use std::path::Path;
 
     fn setup(history: usize) -> (Feed, Simulator) {
@@ -513,7 +676,7 @@ mod tests {
         (feed, sim)
     }
 
-    fn step(feed: &Feed, sim: &mut Simulator, until_ms: u64) -> Vec<Update> {
+    fn step(feed: &Feed, sim: &mut Simulator, until_ms: u64) -> Vec<Event> {
         let mut out = Vec::new();
         sim.advance_to(until_ms * 1_000_000, &mut out);
         if !out.is_empty() {
@@ -534,17 +697,17 @@ mod tests {
     #[test]
     fn all_subscription_gets_every_update_in_order() {
         let (feed, mut sim) = setup(100_000);
-        let (seq, quotes, mut cursor) = feed.snapshot(&Subscription::All);
+        let (seq, quotes, mut cursor) = feed.snapshot(&Subscription::ALL);
         assert_eq!(quotes.len(), feed.specs().len());
         assert_eq!(seq, feed.specs().len() as u64);
         step(&feed, &mut sim, 100);
         step(&feed, &mut sim, 200);
-        let got = feed.collect(&mut cursor, &Subscription::All);
+        let got = feed.collect(&mut cursor, &Subscription::ALL);
         let expected: Vec<u64> = (seq + 1..=feed.newest_seq()).collect();
         assert_eq!(ids(&got.chunk().unwrap()), expected);
         assert_eq!(cursor.seq, feed.newest_seq());
         assert!(feed
-            .collect(&mut cursor, &Subscription::All)
+            .collect(&mut cursor, &Subscription::ALL)
             .chunk()
             .is_none());
     }
@@ -558,8 +721,8 @@ mod tests {
         let updates = step(&feed, &mut sim, 2000);
         let expected: Vec<u64> = updates
             .iter()
-            .filter(|u| sub.contains(u.symbol_index))
-            .map(|u| u.quote.seq)
+            .filter(|e| sub.symbols.contains(e.symbol_index()))
+            .map(Event::seq)
             .collect();
         let mut got = Vec::new();
         loop {
@@ -578,17 +741,17 @@ mod tests {
         let (feed, mut sim) = setup(100_000);
         step(&feed, &mut sim, 500);
         let id = feed.newest_seq() - 37;
-        let mut cursor = feed.resume_from(id, &Subscription::All).unwrap();
-        let got = feed.collect(&mut cursor, &Subscription::All);
+        let mut cursor = feed.resume_from(id, &Subscription::ALL).unwrap();
+        let got = feed.collect(&mut cursor, &Subscription::ALL);
         assert_eq!(
             ids(&got.chunk().unwrap()),
             (id + 1..=feed.newest_seq()).collect::<Vec<_>>()
         );
         assert!(feed
-            .resume_from(feed.newest_seq() + 1, &Subscription::All)
+            .resume_from(feed.newest_seq() + 1, &Subscription::ALL)
             .is_none());
         assert!(
-            feed.resume_from(0, &Subscription::All).is_some(),
+            feed.resume_from(0, &Subscription::ALL).is_some(),
             "history holds seq 1"
         );
     }
@@ -596,7 +759,7 @@ mod tests {
     #[test]
     fn a_client_outside_the_window_is_conflated_and_counted() {
         let (feed, mut sim) = setup(50);
-        let sub = Subscription::some([1, 2]);
+        let sub = Subscription::some([1, 2]).with_kinds(Kinds::of([Kind::Quote]));
         let (_, _, mut cursor) = feed.snapshot(&sub);
         let mut updates = Vec::new();
         for ms in (100..=3000).step_by(100) {
@@ -606,14 +769,84 @@ mod tests {
         let got = feed.collect(&mut cursor, &sub);
         let mine = updates
             .iter()
-            .filter(|u| sub.contains(u.symbol_index))
+            .filter(|e| e.kind() == Kind::Quote && sub.symbols.contains(e.symbol_index()))
             .count() as u64;
-        assert_eq!(got.quotes, 2, "latest quote of each symbol");
+        assert_eq!(got.events(), 2, "latest quote of each symbol");
+        assert_eq!(got.counts[Kind::Quote as usize], 2);
         assert_eq!(got.conflated, mine - 2);
         assert_eq!(cursor.seq, feed.newest_seq());
         let chunk = got.chunk().unwrap();
         let got_ids = ids(&chunk);
         assert!(got_ids.windows(2).all(|w| w[0] < w[1]), "ascending ids");
+    }
+
+    /// The `event:` names and ids of a chunk.
+    fn frames(chunk: &[u8]) -> Vec<(String, u64)> {
+        let text = std::str::from_utf8(chunk).unwrap();
+        text.split("\n\n")
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let mut lines = f.lines();
+                let name = lines.next().unwrap().strip_prefix("event: ").unwrap();
+                let id = lines.next().unwrap().strip_prefix("id: ").unwrap();
+                (name.to_string(), id.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kinds_select_frames_live_and_in_replay() {
+        let (feed, mut sim) = setup(1_000_000);
+        let start = feed.newest_seq();
+        let mut events = Vec::new();
+        // Past 10:31, so a minute's bars are in the window.
+        for ms in (1000..=70_000).step_by(1000) {
+            events.extend(step(&feed, &mut sim, ms));
+        }
+        let trades_and_bars = Subscription::ALL.with_kinds("TRADE,bar".parse().unwrap());
+        let mut cursor = feed.resume_from(start, &trades_and_bars).unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = feed.collect(&mut cursor, &trades_and_bars).chunk() {
+            got.extend(frames(&chunk));
+        }
+        let expected: Vec<(String, u64)> = events
+            .iter()
+            .filter(|e| matches!(e.kind(), Kind::Trade | Kind::Bar | Kind::Session))
+            .map(|e| (e.kind().as_str().to_string(), e.seq()))
+            .collect();
+        assert!(
+            expected.iter().any(|(k, _)| k == "bar"),
+            "bars in the window"
+        );
+        assert!(expected.iter().any(|(k, _)| k == "trade"));
+        assert_eq!(got, expected);
+        // Every kind, every symbol: the whole feed, contiguous.
+        let mut cursor = feed.resume_from(start, &Subscription::ALL).unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = feed.collect(&mut cursor, &Subscription::ALL).chunk() {
+            all.extend(ids(&chunk));
+        }
+        assert_eq!(all, (start + 1..=feed.newest_seq()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn kind_lists_parse_case_insensitively_and_refuse_junk() {
+        let k: Kinds = " Quote,STATUS ".parse().unwrap();
+        assert!(k.contains(Kind::Quote) && k.contains(Kind::Status));
+        assert!(k.contains(Kind::Session), "session events always come");
+        assert!(!k.contains(Kind::Trade) && !k.contains(Kind::Bar));
+        assert_eq!(k.to_string(), "quote,status,session");
+        assert_eq!("".parse::<Kinds>(), Err(KindsError::Empty));
+        assert_eq!(",".parse::<Kinds>(), Err(KindsError::Empty));
+        assert_eq!(
+            "quote,trades".parse::<Kinds>(),
+            Err(KindsError::Unknown("trades".into()))
+        );
+        assert_eq!(
+            "session".parse::<Kinds>(),
+            Err(KindsError::Unknown("session".into()))
+        );
+        assert_eq!("quote,trade,bar,status".parse::<Kinds>(), Ok(Kinds::ALL));
     }
 
     #[test]
@@ -623,10 +856,10 @@ mod tests {
         for ms in (100..=3000).step_by(100) {
             step(&feed, &mut sim, ms);
         }
-        let mut cursor = feed.resume_from(start, &Subscription::All).unwrap();
+        let mut cursor = feed.resume_from(start, &Subscription::ALL).unwrap();
         let mut chunks = 0;
         let mut got = Vec::new();
-        while let Some(chunk) = feed.collect(&mut cursor, &Subscription::All).chunk() {
+        while let Some(chunk) = feed.collect(&mut cursor, &Subscription::ALL).chunk() {
             assert!(chunk.len() < MAX_CHUNK_BYTES * 2);
             got.extend(ids(&chunk));
             chunks += 1;

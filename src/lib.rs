@@ -13,6 +13,7 @@
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
 
+pub mod bar_store;
 pub mod config;
 pub mod direct;
 pub mod feed;

@@ -1,36 +1,36 @@
 //! The Server-Sent-Events wire format, and the only place that knows it.
 //!
-//! Every update is encoded here exactly once. A publish step's updates become one [`Batch`]:
-//! their frames concatenated into one shared [`Bytes`], with an index of where each frame and
-//! its JSON lie. Clients then write slices of that buffer; nothing is formatted per client.
+//! Every market event is encoded here exactly once. A publish step's events become one
+//! [`Batch`]: their frames concatenated into one shared [`Bytes`], with an index of where each
+//! frame and its JSON lie and what kind and symbol it is. Clients then write slices of that
+//! buffer, or copies of the frames they selected; nothing is formatted per client.
 
 use std::io::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::market::{Quote, Update};
+use crate::market::{Event, Kind};
 
-/// Event name of one quote update.
-pub const QUOTE_EVENT: &str = "quote";
 /// Event name of the list of current quotes that opens a stream.
 pub const SNAPSHOT_EVENT: &str = "snapshot";
 /// Event name of the periodic keep-alive.
 pub const HEARTBEAT_EVENT: &str = "heartbeat";
 
-/// Where one update's frame lies inside its batch's bytes.
+/// Where one event's frame lies inside its batch's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameIndex {
-    /// Index of the symbol in the symbol table.
+    /// Index of the symbol in the symbol table, or [`crate::market::events::MARKET_WIDE`].
     pub symbol: u16,
+    pub kind: Kind,
     /// Byte range of the whole frame (`event:` line to the blank line).
     pub start: u32,
     pub end: u32,
-    /// Byte range of the quote's JSON inside the frame.
+    /// Byte range of the event's JSON inside the frame.
     pub json_start: u32,
     pub json_end: u32,
 }
 
-/// The encoded updates of one publish step. Sequence numbers are contiguous: frame `i` carries
+/// The encoded events of one publish step. Sequence numbers are contiguous: frame `i` carries
 /// `first_seq + i`.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -40,28 +40,25 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Encodes `updates` (contiguous, ascending seq; at least one) into one buffer.
+    /// Encodes `events` (contiguous, ascending seq; at least one) into one buffer.
     ///
     /// # Panics
-    /// If `updates` is empty or its seqs are not contiguous: the publisher guarantees both.
-    pub fn encode(updates: &[Update]) -> Batch {
-        let first_seq = updates
+    /// If `events` is empty or its seqs are not contiguous: the publisher guarantees both.
+    pub fn encode(events: &[Event]) -> Batch {
+        let first_seq = events
             .first()
-            .expect("a batch has at least one update")
-            .quote
-            .seq;
-        let mut buf = Vec::with_capacity(updates.len() * 360);
-        let mut frames = Vec::with_capacity(updates.len());
-        for (i, update) in updates.iter().enumerate() {
-            assert_eq!(
-                update.quote.seq,
-                first_seq + i as u64,
-                "batch seqs are contiguous"
-            );
+            .expect("a batch has at least one event")
+            .seq();
+        let mut buf = Vec::with_capacity(events.len() * 360);
+        let mut frames = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let seq = event.seq();
+            assert_eq!(seq, first_seq + i as u64, "batch seqs are contiguous");
             let start = buf.len() as u32;
-            let (json_start, json_end) = write_quote_frame(&mut buf, &update.quote);
+            let (json_start, json_end) = write_frame(&mut buf, event);
             frames.push(FrameIndex {
-                symbol: update.symbol_index,
+                symbol: event.symbol_index(),
+                kind: event.kind(),
                 start,
                 end: buf.len() as u32,
                 json_start,
@@ -75,28 +72,28 @@ impl Batch {
         }
     }
 
-    /// Seq of the last update in the batch.
+    /// Seq of the last event in the batch.
     pub fn last_seq(&self) -> u64 {
         self.first_seq + self.frames.len() as u64 - 1
     }
 
-    /// Number of updates.
+    /// Number of events.
     pub fn len(&self) -> usize {
         self.frames.len()
     }
 
-    /// Whether the batch holds no update (never true for a published batch).
+    /// Whether the batch holds no event (never true for a published batch).
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
 
-    /// The frame of update `i`, sharing the batch's memory.
+    /// The frame of event `i`, sharing the batch's memory.
     pub fn frame(&self, i: usize) -> Bytes {
         let f = &self.frames[i];
         self.bytes.slice(f.start as usize..f.end as usize)
     }
 
-    /// The quote JSON of update `i`, sharing the batch's memory.
+    /// The JSON of event `i`, sharing the batch's memory.
     pub fn json(&self, i: usize) -> Bytes {
         let f = &self.frames[i];
         self.bytes.slice(f.json_start as usize..f.json_end as usize)
@@ -108,16 +105,30 @@ impl Batch {
     }
 }
 
-/// Appends `event: quote`, `id:` and `data:` lines for `quote`; returns the JSON's byte range.
-fn write_quote_frame(buf: &mut Vec<u8>, quote: &Quote) -> (u32, u32) {
-    buf.extend_from_slice(b"event: quote\nid: ");
-    buf.extend_from_slice(itoa::Buffer::new().format(quote.seq).as_bytes());
+/// Appends the `event:`, `id:` and `data:` lines of `event`; returns the JSON's byte range.
+fn write_frame(buf: &mut Vec<u8>, event: &Event) -> (u32, u32) {
+    buf.extend_from_slice(b"event: ");
+    buf.extend_from_slice(event_name(event.kind()).as_bytes());
+    buf.extend_from_slice(b"\nid: ");
+    buf.extend_from_slice(itoa::Buffer::new().format(event.seq()).as_bytes());
     buf.extend_from_slice(b"\ndata: ");
     let json_start = buf.len() as u32;
-    serde_json::to_writer(&mut *buf, quote).expect("a quote always serialises");
+    let written = match event {
+        Event::Quote(_, e) => serde_json::to_writer(&mut *buf, e),
+        Event::Trade(_, e) => serde_json::to_writer(&mut *buf, e),
+        Event::Bar(_, e) => serde_json::to_writer(&mut *buf, e),
+        Event::Status(_, e) => serde_json::to_writer(&mut *buf, e),
+        Event::Session(e) => serde_json::to_writer(&mut *buf, e),
+    };
+    written.expect("market events always serialise");
     let json_end = buf.len() as u32;
     buf.extend_from_slice(b"\n\n");
     (json_start, json_end)
+}
+
+/// The `event:` name of a kind of market event.
+pub fn event_name(kind: Kind) -> &'static str {
+    kind.as_str()
 }
 
 /// Splits one line of an event stream into its field name and value, as the SSE spec reads it:
@@ -179,7 +190,12 @@ pub fn heartbeat_frame(ts_ms: u64, market_ts: i64, seq: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Symbol;
+    use crate::market::bars::Bar;
+    use crate::market::clock::SessionState;
+    use crate::market::events::{
+        BarEvent, Header, Reason, SessionEvent, StatusEvent, TradeEvent, MARKET_WIDE,
+    };
+    use crate::market::{Conditions, Quote, Status, Symbol, Trade};
     use rust_decimal::Decimal;
     use std::str::FromStr;
 
@@ -191,6 +207,8 @@ mod tests {
             ts: 1732480000123,
             market_ts: 1732458600000,
             status: crate::market::Status::Trading,
+            limit_up: Some(d("196.59")),
+            limit_down: Some(d("177.87")),
             price: d("187.23"),
             bid: d("187.22"),
             ask: d("187.24"),
@@ -209,12 +227,8 @@ mod tests {
 
     #[test]
     fn quote_frame_has_the_documented_text() {
-        let batch = Batch::encode(&[Update {
-            symbol_index: 0,
-            quote: sample_quote(1234),
-            trade: None,
-        }]);
-        let expected = "event: quote\nid: 1234\ndata: {\"symbol\":\"AAPL\",\"seq\":1234,\"ts\":1732480000123,\"market_ts\":1732458600000,\"status\":\"trading\",\"price\":\"187.23\",\"bid\":\"187.22\",\"ask\":\"187.24\",\"bid_size\":300,\"ask_size\":500,\"last_size\":100,\"volume\":1234567,\"open\":\"185.00\",\"high\":\"188.10\",\"low\":\"184.90\",\"prev_close\":\"185.50\",\"change\":\"1.73\",\"change_pct\":\"0.93\"}\n\n";
+        let batch = Batch::encode(&[Event::Quote(0, sample_quote(1234))]);
+        let expected = "event: quote\nid: 1234\ndata: {\"symbol\":\"AAPL\",\"seq\":1234,\"ts\":1732480000123,\"market_ts\":1732458600000,\"status\":\"trading\",\"limit_up\":\"196.59\",\"limit_down\":\"177.87\",\"price\":\"187.23\",\"bid\":\"187.22\",\"ask\":\"187.24\",\"bid_size\":300,\"ask_size\":500,\"last_size\":100,\"volume\":1234567,\"open\":\"185.00\",\"high\":\"188.10\",\"low\":\"184.90\",\"prev_close\":\"185.50\",\"change\":\"1.73\",\"change_pct\":\"0.93\"}\n\n";
         assert_eq!(std::str::from_utf8(&batch.bytes).unwrap(), expected);
         assert_eq!(
             batch.json(0),
@@ -224,18 +238,99 @@ mod tests {
 
     #[test]
     fn batch_indexes_each_frame() {
-        let updates: Vec<Update> = (5..8)
-            .map(|seq| Update {
-                symbol_index: seq as u16,
-                quote: sample_quote(seq),
-                trade: None,
-            })
+        let events: Vec<Event> = (5..8)
+            .map(|seq| Event::Quote(seq as u16, sample_quote(seq)))
             .collect();
-        let batch = Batch::encode(&updates);
+        let batch = Batch::encode(&events);
         assert_eq!(batch.last_seq(), 7);
         assert!(batch.frame(1).starts_with(b"event: quote\nid: 6\n"));
         assert!(batch.frames_from(2).starts_with(b"event: quote\nid: 7\n"));
         assert_eq!(batch.frames[2].symbol, 7);
+        assert_eq!(batch.frames[2].kind, Kind::Quote);
+    }
+
+    #[test]
+    fn every_kind_has_the_documented_text() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        let aapl = Symbol::from_str("AAPL").unwrap();
+        let header = |seq| Header {
+            seq,
+            ts: 1732480000123,
+            market_ts: 1709566200000,
+        };
+        let events = [
+            Event::Trade(
+                3,
+                TradeEvent {
+                    symbol: aapl.clone(),
+                    header: header(10),
+                    trade: Trade {
+                        price: d("187.23"),
+                        size: 40,
+                        conditions: Conditions::ODD_LOT,
+                    },
+                },
+            ),
+            Event::Bar(
+                3,
+                BarEvent {
+                    symbol: aapl.clone(),
+                    header: header(11),
+                    interval: "1m",
+                    bar: Bar {
+                        start: 1709566140000,
+                        open: d("187.20"),
+                        high: d("187.25"),
+                        low: d("187.19"),
+                        close: d("187.23"),
+                        volume: 1240,
+                        trades: 9,
+                        vwap: d("187.2214"),
+                    },
+                },
+            ),
+            Event::Status(
+                3,
+                StatusEvent {
+                    symbol: aapl,
+                    header: header(12),
+                    status: Status::Halted,
+                    reason: Reason::LuldPause,
+                    limit_up: Some(d("196.59")),
+                    limit_down: None,
+                },
+            ),
+            Event::Session(SessionEvent {
+                header: header(13),
+                state: SessionState::Open,
+                next_open: 1709649000000,
+                next_close: 1709586000000,
+            }),
+        ];
+        let batch = Batch::encode(&events);
+        let text = std::str::from_utf8(&batch.bytes).unwrap();
+        let expected = [
+            r#"event: trade
+id: 10
+data: {"symbol":"AAPL","seq":10,"ts":1732480000123,"market_ts":1709566200000,"price":"187.23","size":40,"conditions":["I"]}"#,
+            r#"event: bar
+id: 11
+data: {"symbol":"AAPL","seq":11,"ts":1732480000123,"market_ts":1709566200000,"interval":"1m","start":1709566140000,"open":"187.20","high":"187.25","low":"187.19","close":"187.23","volume":1240,"trades":9,"vwap":"187.2214"}"#,
+            r#"event: status
+id: 12
+data: {"symbol":"AAPL","seq":12,"ts":1732480000123,"market_ts":1709566200000,"status":"halted","reason":"luld_pause","limit_up":"196.59","limit_down":null}"#,
+            r#"event: session
+id: 13
+data: {"seq":13,"ts":1732480000123,"market_ts":1709566200000,"state":"open","next_open":1709649000000,"next_close":1709586000000}"#,
+        ]
+        .map(|frame| format!("{frame}\n\n"))
+        .concat();
+        assert_eq!(text, expected);
+        assert_eq!(batch.frames[3].symbol, MARKET_WIDE);
+        assert_eq!(
+            batch.frames.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            [Kind::Trade, Kind::Bar, Kind::Status, Kind::Session]
+        );
     }
 
     #[test]

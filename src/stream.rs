@@ -181,12 +181,13 @@ impl QuoteStream {
                 if collected.parts.is_empty() {
                     continue;
                 }
+                self.feed
+                    .metrics()
+                    .wrote_market(&collected.counts, &collected.bytes);
                 let chunk = Chunk {
+                    events: collected.events(),
                     parts: collected.parts,
-                    events: collected.quotes,
                 };
-                let metrics = self.feed.metrics();
-                metrics.wrote(EventKind::Quote, chunk.events, chunk.len() as u64);
                 // A chunk cut at the size limit leaves more pending: write it right away, so
                 // pacing never makes a client fall behind. Otherwise wait out the window.
                 let caught_up = self.cursor.seq >= newest;

@@ -72,7 +72,8 @@ pub fn open_stream(
     let pairs = query_pairs(query);
     let sub = match segment {
         None => params::subscription(&app.feed, &pairs, app.max_symbols())?,
-        Some(segment) => Subscription::some([params::resolve_path_symbol(&app.feed, segment)?]),
+        Some(segment) => Subscription::some([params::resolve_path_symbol(&app.feed, segment)?])
+            .with_kinds(params::kinds(&pairs)?),
     };
     let last_event_id = params::last_event_id(last_event_id_header, &pairs);
     let max = app.config.max_clients;

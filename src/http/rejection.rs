@@ -22,8 +22,8 @@ pub enum ApiError {
     UnknownSymbols(Vec<String>),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{requested} symbols requested; at most {max} are allowed per request")]
-    TooManySymbols { requested: usize, max: usize },
+    #[error("more than {max} symbols requested; at most {max} are allowed per request")]
+    TooManySymbols { max: usize },
     #[error("{max} streams are open, the most this server allows; retry later")]
     TooManyClients { max: usize, retry_after_secs: u64 },
     #[error("method not allowed; this resource allows {ALLOWED_METHODS}")]

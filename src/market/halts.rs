@@ -16,6 +16,9 @@ pub const LIMIT_STATE_SECS: f64 = 15.0;
 pub const HALT_SECS: f64 = 300.0;
 /// Time constant of the reference price's average of trade prices, seconds.
 const REFERENCE_SECS: f64 = 300.0;
+/// The bands move only when the average has moved this much from the reference they were
+/// computed from, as in the plan: bands that follow every trade would be news every second.
+const REFERENCE_UPDATE: f64 = 0.01;
 /// Bands are doubled this long after the open...
 const OPEN_DOUBLED_SECS: f64 = 15.0 * 60.0;
 /// ...and this long before the close.
@@ -29,7 +32,9 @@ const LOW_PRICE_FRACTION: f64 = 0.20;
 pub struct Luld {
     /// Band fraction of the symbol's tier (0.05 or 0.10).
     tier_fraction: f64,
-    /// Reference price, in currency.
+    /// Five-minute average of trade prices, in currency.
+    average: f64,
+    /// Reference price of the bands: the average when it last moved [`REFERENCE_UPDATE`].
     reference: f64,
     /// Market time of the last reference update.
     updated: MarketNs,
@@ -44,6 +49,7 @@ impl Luld {
     pub fn new(tier_fraction: f64, reference: f64, now: MarketNs) -> Luld {
         Luld {
             tier_fraction,
+            average: reference,
             reference,
             updated: now,
             limit_since: None,
@@ -53,6 +59,7 @@ impl Luld {
 
     /// Sets the reference price outright: at an opening or reopening print.
     pub fn reset(&mut self, reference: f64, now: MarketNs) {
+        self.average = reference;
         self.reference = reference;
         self.updated = now;
         self.limit_since = None;
@@ -62,8 +69,11 @@ impl Luld {
     pub fn on_trade(&mut self, price: f64, now: MarketNs) {
         let dt = (now - self.updated).max(0) as f64 / 1e9;
         let weight = 1.0 - (-dt / REFERENCE_SECS).exp();
-        self.reference += weight * (price - self.reference);
+        self.average += weight * (price - self.average);
         self.updated = now;
+        if (self.average / self.reference - 1.0).abs() >= REFERENCE_UPDATE {
+            self.reference = self.average;
+        }
     }
 
     /// The band fraction `tau_secs` seconds into the regular session.
@@ -111,8 +121,10 @@ mod tests {
     fn reference_follows_trades_over_minutes() {
         let mut luld = Luld::new(0.05, 100.0, 0);
         luld.on_trade(110.0, 1_000_000_000);
-        assert!(luld.reference < 100.1, "one second moves it little");
+        assert!(luld.average < 100.1, "one second moves it little");
+        assert_eq!(luld.reference, 100.0, "bands move only after a 1% move");
         luld.on_trade(110.0, 3600 * 1_000_000_000);
-        assert!(luld.reference > 109.9, "an hour later it has caught up");
+        assert!(luld.average > 109.9, "an hour later it has caught up");
+        assert_eq!(luld.reference, luld.average);
     }
 }

@@ -14,6 +14,7 @@ pub mod events;
 pub mod facts;
 pub mod halts;
 pub mod price;
+pub mod scenario;
 pub mod simulator;
 pub mod symbols;
 pub mod volatility;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
-pub use events::{Conditions, Status, Trade};
+pub use events::{Conditions, Event, Kind, Status, Trade};
 pub use simulator::Simulator;
 pub use symbols::SymbolSpec;
 
@@ -106,6 +107,10 @@ pub struct Quote {
     pub market_ts: i64,
     /// Whether the symbol is trading, halted or closed.
     pub status: Status,
+    /// LULD bands in the regular session (`null` outside it), so a chart can draw them from
+    /// the first snapshot on; `status` events announce when they move.
+    pub limit_up: Option<Decimal>,
+    pub limit_down: Option<Decimal>,
     pub price: Decimal,
     pub bid: Decimal,
     pub ask: Decimal,
@@ -123,15 +128,6 @@ pub struct Quote {
     pub change: Decimal,
     /// `change / prev_close` in percent, two decimals.
     pub change_pct: Decimal,
-}
-
-/// One market event: the symbol's quote after it, the index of its symbol in the symbol table,
-/// and the trade when the event is one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Update {
-    pub symbol_index: u16,
-    pub quote: Quote,
-    pub trade: Option<Trade>,
 }
 
 #[cfg(test)]

@@ -21,14 +21,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 
+use super::bars::{Interval, MinuteBar};
 use super::book::{spread_ticks, Book, TradeSizes};
-use super::clock::{self, MarketMs, SessionState, TradingDay};
-use super::events::{Conditions, Status, Trade};
+use super::clock::{self, MarketMs, SessionState, TradingDay, MINUTE_MS};
+use super::events::{
+    BarEvent, Conditions, Event, Header, Reason, SessionEvent, Status, StatusEvent, Trade,
+    TradeEvent,
+};
 use super::halts::{Luld, HALT_SECS, LIMIT_STATE_SECS};
 use super::price::{ns_of_ms, MarketNs, PriceModel};
+use super::scenario::{Applied, Scenario, ScenarioError};
 use super::volatility::{IntradayShape, SESSION_SECS};
 use super::walk::{self, TickGrid};
-use super::{Quote, SymbolSpec, Update};
+use super::{Quote, SymbolSpec};
 
 /// Share of market events that are trades; the rest change the quote (price or size).
 pub const TRADE_SHARE: f64 = 0.35;
@@ -142,6 +147,14 @@ struct SymbolState {
     luld: Luld,
     /// The official close of the current day, once printed.
     close: Option<Decimal>,
+    /// The LULD bands last announced, in ticks `(down, up)`; `None` outside the session.
+    bands: Option<(i64, i64)>,
+    /// The minute bar being built from this symbol's trades.
+    minute: MinuteBar,
+    /// Broad index funds stand for "the market" in the circuit breaker.
+    is_index: bool,
+    /// Market beta, for market-wide shocks.
+    beta: f64,
     quote: Quote,
 }
 
@@ -157,6 +170,11 @@ pub struct Simulator {
     session: SessionState,
     next_transition: (MarketNs, Transition),
     timeline: Timeline,
+    /// When the open minute bars close: the end of the minute of the first trade since the
+    /// last close, if any.
+    bar_due: Option<MarketNs>,
+    /// Market-wide circuit breaker levels already triggered today (0 to 3).
+    breaker_level: u8,
     seq: u64,
     config: SimConfig,
 }
@@ -228,6 +246,8 @@ impl Simulator {
                 ts: config.start_epoch_ms,
                 market_ts: start,
                 status,
+                limit_up: None,
+                limit_down: None,
                 price: open,
                 bid: Decimal::ZERO,
                 ask: Decimal::ZERO,
@@ -254,6 +274,10 @@ impl Simulator {
                 book,
                 luld: Luld::new(spec.tier.band_fraction(), decimal_to_f64(open), start_ns),
                 close: None,
+                bands: None,
+                minute: MinuteBar::default(),
+                is_index: spec.sector.is_index(),
+                beta: spec.beta,
                 quote,
             });
         }
@@ -271,9 +295,18 @@ impl Simulator {
                 feed0: 0,
                 market0: start_ns,
             },
+            bar_due: None,
+            breaker_level: 0,
             seq: specs.len() as u64,
             config,
         };
+        if session == SessionState::Open {
+            let tau = sim.tau_secs(start_ns);
+            for state in &mut sim.states {
+                state.bands = Some(state.luld.band(tau, state.tick));
+                fill_bands(&mut state.quote, state.bands, &state.grid);
+            }
+        }
         for index in 0..specs.len() {
             sim.schedule(index as u16, start_ns);
         }
@@ -281,15 +314,11 @@ impl Simulator {
     }
 
     /// The first quote of every symbol, in symbol order (seq 1..=N).
-    pub fn opening_quotes(&self) -> Vec<Update> {
+    pub fn opening_quotes(&self) -> Vec<Event> {
         self.states
             .iter()
             .enumerate()
-            .map(|(i, s)| Update {
-                symbol_index: i as u16,
-                quote: s.quote.clone(),
-                trade: None,
-            })
+            .map(|(i, s)| Event::Quote(i as u16, s.quote.clone()))
             .collect()
     }
 
@@ -299,8 +328,9 @@ impl Simulator {
             .queue
             .peek()
             .map_or(MarketNs::MAX, |Reverse((at, _, _))| *at);
+        let next_bars = self.bar_due.unwrap_or(MarketNs::MAX);
         self.timeline
-            .feed_at(next_event.min(self.next_transition.0))
+            .feed_at(next_event.min(self.next_transition.0).min(next_bars))
     }
 
     /// Market time at feed time `feed_ns`, epoch milliseconds.
@@ -325,10 +355,22 @@ impl Simulator {
 
     /// Generates, in market-time order, every event due at or before feed time `until_ns`,
     /// appending them to `out`.
-    pub fn advance_to(&mut self, until_ns: u64, out: &mut Vec<Update>) {
+    pub fn advance_to(&mut self, until_ns: u64, out: &mut Vec<Event>) {
         loop {
             let target = self.timeline.market_at(until_ns);
             let next_event = self.queue.peek().map(|Reverse(entry)| *entry);
+            let event_at = next_event.map_or(MarketNs::MAX, |(at, _, _)| at);
+            // Minute bars close before anything else happens at or after the minute's end.
+            if let Some(due) = self
+                .bar_due
+                .filter(|&due| due <= self.next_transition.0 && due <= event_at)
+            {
+                if due > target {
+                    return;
+                }
+                self.close_bars(due, out);
+                continue;
+            }
             let transition_first = next_event.is_none_or(|(at, _, _)| self.next_transition.0 <= at);
             if transition_first {
                 if self.next_transition.0 > target {
@@ -359,39 +401,167 @@ impl Simulator {
         }
     }
 
-    fn transition(&mut self, out: &mut Vec<Update>) {
+    /// Applies `scenario` at feed time `feed_ns` (call [`Simulator::advance_to`] up to it
+    /// first): halts are announced in `out` at once, price moves show in the symbols' next
+    /// events. Nothing is drawn from the generator, so a run without scenarios is unchanged.
+    ///
+    /// # Errors
+    /// When the market is closed, or a symbol index is out of range.
+    pub fn apply(
+        &mut self,
+        scenario: &Scenario,
+        feed_ns: u64,
+        out: &mut Vec<Event>,
+    ) -> Result<Applied, ScenarioError> {
+        if self.session == SessionState::Closed {
+            return Err(ScenarioError::MarketClosed);
+        }
+        if let Some(&bad) = scenario
+            .symbols()
+            .iter()
+            .find(|&&i| i as usize >= self.states.len())
+        {
+            return Err(ScenarioError::UnknownSymbol(bad));
+        }
+        let at = self.timeline.market_at(feed_ns).max(self.last_market_ns());
+        let mut applied = Applied {
+            market_ts: at.div_euclid(1_000_000),
+            halted: Vec::new(),
+            circuit_breaker: None,
+        };
+        match scenario {
+            Scenario::Halt { symbols, minutes } => {
+                let length = (minutes * 60e9) as MarketNs;
+                for &index in symbols {
+                    if self.states[index as usize].luld.halted.is_none() {
+                        self.halt(index as usize, at, length, Reason::Requested, out);
+                        applied.halted.push(index);
+                    }
+                }
+            }
+            Scenario::News { symbols, move_pct } => {
+                for &index in symbols {
+                    self.news(index as usize, *move_pct);
+                }
+            }
+            Scenario::Shock { symbols, move_pct } => {
+                for &index in symbols {
+                    let beta = self.states[index as usize].beta;
+                    self.news(index as usize, move_pct * beta);
+                }
+                if symbols.len() == self.states.len() {
+                    applied.circuit_breaker = self.circuit_breaker(at, out);
+                    if applied.circuit_breaker.is_some() {
+                        applied.halted = (0..self.states.len() as u16)
+                            .filter(|&i| self.states[i as usize].luld.halted.is_some())
+                            .collect();
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The market-wide circuit breaker: when the index funds' efficient prices are down 7%,
+    /// 13% or 20% from the previous close in the regular session, every symbol halts: 15
+    /// minutes for levels 1 and 2 (only before 15:25), the rest of the day for level 3. Each
+    /// level trips once a day. Returns the level tripped.
+    fn circuit_breaker(&mut self, at: MarketNs, out: &mut Vec<Event>) -> Option<u8> {
+        if self.session != SessionState::Open {
+            return None;
+        }
+        let indexes: Vec<usize> = match self.states.iter().any(|s| s.is_index) {
+            true => (0..self.states.len())
+                .filter(|&i| self.states[i].is_index)
+                .collect(),
+            false => (0..self.states.len()).collect(),
+        };
+        let mut decline = 0.0;
+        for &i in &indexes {
+            let price = self.advance_price(i, at);
+            let prev_close = decimal_to_f64(self.states[i].quote.prev_close);
+            decline += 1.0 - price / prev_close;
+        }
+        decline /= indexes.len() as f64;
+        let level = match decline {
+            d if d >= 0.20 => 3,
+            d if d >= 0.13 => 2,
+            d if d >= 0.07 => 1,
+            _ => 0,
+        };
+        if level <= self.breaker_level {
+            return None;
+        }
+        self.breaker_level = level;
+        let close = ns_of_ms(self.day.close);
+        let length = if level == 3 {
+            close - at
+        } else if at < close - 35 * 60 * 1_000_000_000 {
+            15 * 60 * 1_000_000_000
+        } else {
+            return None;
+        };
+        for index in 0..self.states.len() {
+            let state = &mut self.states[index];
+            // A symbol already paused joins the market-wide halt.
+            state.luld.halted = None;
+            self.halt(index, at, length, Reason::CircuitBreaker, out);
+        }
+        Some(level)
+    }
+
+    /// Market time of the latest thing the simulator did.
+    fn last_market_ns(&self) -> MarketNs {
+        self.states
+            .iter()
+            .map(|s| ns_of_ms(s.quote.market_ts))
+            .max()
+            .unwrap_or(MarketNs::MIN)
+    }
+
+    fn transition(&mut self, out: &mut Vec<Event>) {
         let (at, kind) = self.next_transition;
         match kind {
             Transition::PreOpen => {
                 self.session = SessionState::Pre;
+                self.announce_session(at, out);
                 for index in 0..self.states.len() {
                     let price = self.advance_price(index, at);
                     self.requote(index, at, price);
                     self.states[index].quote.status = Status::Trading;
-                    let update = self.publish(index, at, None);
-                    out.push(update);
+                    self.publish(index, at, None, out);
+                    self.announce(index, at, Reason::PreOpen, out);
                 }
             }
             Transition::Open => {
                 self.session = SessionState::Open;
+                self.breaker_level = 0;
+                self.announce_session(at, out);
                 for index in 0..self.states.len() {
                     self.auction(index, at, Conditions::OPENING, OPENING_AUCTION_SHARE, out);
+                    self.announce(index, at, Reason::Open, out);
                 }
             }
             Transition::Close => {
+                self.session = SessionState::Post;
+                self.announce_session(at, out);
                 for index in 0..self.states.len() {
                     // A halted symbol is reopened by the closing auction.
-                    self.states[index].luld.halted = None;
-                    self.states[index].luld.limit_since = None;
-                    self.states[index].quote.status = Status::Trading;
+                    let state = &mut self.states[index];
+                    state.luld.halted = None;
+                    state.luld.limit_since = None;
+                    state.quote.status = Status::Trading;
+                    state.bands = None;
                     self.auction(index, at, Conditions::CLOSING, CLOSING_AUCTION_SHARE, out);
+                    self.announce(index, at, Reason::Close, out);
                 }
-                self.session = SessionState::Post;
             }
             Transition::PostClose => {
                 self.session = SessionState::Closed;
+                self.announce_session(at, out);
                 for index in 0..self.states.len() {
                     self.rollover(index, at, out);
+                    self.announce(index, at, Reason::Closed, out);
                 }
                 let next = self.day.next();
                 self.model.overnight(&self.day, &next, &mut self.rng);
@@ -411,7 +581,7 @@ impl Simulator {
 
     /// The daily rollover of one symbol: the close becomes the previous close, the day's
     /// open, high, low and volume start again, and the symbol is closed until the pre-market.
-    fn rollover(&mut self, index: usize, at: MarketNs, out: &mut Vec<Update>) {
+    fn rollover(&mut self, index: usize, at: MarketNs, out: &mut Vec<Event>) {
         let state = &mut self.states[index];
         let close = state.close.take().unwrap_or(state.quote.price);
         let q = &mut state.quote;
@@ -423,8 +593,7 @@ impl Simulator {
         q.volume = 0;
         q.last_size = 0;
         q.status = Status::Closed;
-        let update = self.publish(index, at, None);
-        out.push(update);
+        self.publish(index, at, None, out);
     }
 
     /// An auction print of `share` (a range) of the symbol's daily volume at its efficient price.
@@ -434,7 +603,7 @@ impl Simulator {
         at: MarketNs,
         conditions: Conditions,
         share: (f64, f64),
-        out: &mut Vec<Update>,
+        out: &mut Vec<Event>,
     ) {
         let price = self.advance_price(index, at);
         let size_share = self.rng.random_range(share.0..share.1);
@@ -451,6 +620,11 @@ impl Simulator {
             state.close = Some(print);
         }
         state.luld.reset(decimal_to_f64(print), at);
+        if self.session == SessionState::Open {
+            let tau = self.tau_secs(at);
+            let state = &mut self.states[index];
+            state.bands = Some(state.luld.band(tau, state.tick));
+        }
         self.requote(index, at, price);
         let trade = Trade {
             price: print,
@@ -458,12 +632,11 @@ impl Simulator {
             conditions,
         };
         self.record_trade(index, &trade);
-        let update = self.publish(index, at, Some(trade));
-        out.push(update);
+        self.publish(index, at, Some(trade), out);
     }
 
     /// One market event of symbol `index`: a trade or a quote change.
-    fn event(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
+    fn event(&mut self, index: u16, at: MarketNs, out: &mut Vec<Event>) {
         let i = index as usize;
         self.schedule(index, at);
         if self.session == SessionState::Closed {
@@ -506,8 +679,22 @@ impl Simulator {
             state.book.refresh_sizes(state.depth_lots, &mut self.rng);
             None
         };
-        let update = self.publish(i, at, trade);
-        out.push(update);
+        // The quote carries the bands that the status event after it announces.
+        let bands_moved = self.session == SessionState::Open && self.move_bands(i, at);
+        self.publish(i, at, trade, out);
+        if bands_moved {
+            self.announce(i, at, Reason::Bands, out);
+        }
+    }
+
+    /// Updates the symbol's LULD bands; true if they moved since they were last announced.
+    fn move_bands(&mut self, index: usize, at: MarketNs) -> bool {
+        let tau = self.tau_secs(at);
+        let state = &mut self.states[index];
+        let bands = Some(state.luld.band(tau, state.tick));
+        let moved = bands != state.bands;
+        state.bands = bands;
+        moved
     }
 
     /// Enters or leaves a limit state; a new one is checked again in [`LIMIT_STATE_SECS`].
@@ -528,7 +715,7 @@ impl Simulator {
         }
     }
 
-    fn limit_check(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
+    fn limit_check(&mut self, index: u16, at: MarketNs, out: &mut Vec<Event>) {
         let i = index as usize;
         let began = at - (LIMIT_STATE_SECS * 1e9) as MarketNs;
         if self.session != SessionState::Open || self.states[i].luld.limit_since != Some(began) {
@@ -539,22 +726,29 @@ impl Simulator {
         if self.states[i].luld.limit_since != Some(began) {
             return;
         }
-        self.halt(i, at, (HALT_SECS * 1e9) as MarketNs, out);
+        self.halt(i, at, (HALT_SECS * 1e9) as MarketNs, Reason::LuldPause, out);
     }
 
     /// Halts symbol `index` for `length` of market time.
-    fn halt(&mut self, index: usize, at: MarketNs, length: MarketNs, out: &mut Vec<Update>) {
-        let until = at + length;
+    fn halt(
+        &mut self,
+        index: usize,
+        at: MarketNs,
+        length: MarketNs,
+        reason: Reason,
+        out: &mut Vec<Event>,
+    ) {
+        let until = at + length.max(1);
         let state = &mut self.states[index];
         state.luld.halted = Some(until);
         state.luld.limit_since = None;
         state.quote.status = Status::Halted;
         self.queue.push(Reverse((until, index as u16, Due::Reopen)));
-        let update = self.publish(index, at, None);
-        out.push(update);
+        self.publish(index, at, None, out);
+        self.announce(index, at, reason, out);
     }
 
-    fn reopen(&mut self, index: u16, at: MarketNs, out: &mut Vec<Update>) {
+    fn reopen(&mut self, index: u16, at: MarketNs, out: &mut Vec<Event>) {
         let i = index as usize;
         if self.states[i].luld.halted != Some(at) {
             return;
@@ -563,7 +757,10 @@ impl Simulator {
         self.states[i].quote.status = Status::Trading;
         if self.session == SessionState::Open {
             self.auction(i, at, Conditions::REOPENING, REOPENING_AUCTION_SHARE, out);
+        } else {
+            self.publish(i, at, None, out);
         }
+        self.announce(i, at, Reason::Resumed, out);
     }
 
     /// Adds a trade to the symbol's day: last price and size, volume, high and low.
@@ -592,20 +789,94 @@ impl Simulator {
             .requote(price / state.tick, spread, band, &mut self.rng);
     }
 
-    /// Takes the next seq and returns the symbol's quote as an update.
-    fn publish(&mut self, index: usize, at: MarketNs, trade: Option<Trade>) -> Update {
+    /// Takes the next seq for an event at market time `at`.
+    fn stamp(&mut self, at: MarketNs) -> Header {
         self.seq += 1;
-        let ts = self.config.start_epoch_ms + self.timeline.feed_at(at) / 1_000_000;
+        Header {
+            seq: self.seq,
+            ts: self.config.start_epoch_ms + self.timeline.feed_at(at) / 1_000_000,
+            market_ts: at.div_euclid(1_000_000),
+        }
+    }
+
+    /// Publishes the trade, if any (and adds it to the symbol's minute bar), then the symbol's
+    /// quote summary.
+    fn publish(&mut self, index: usize, at: MarketNs, trade: Option<Trade>, out: &mut Vec<Event>) {
+        if let Some(trade) = trade {
+            let header = self.stamp(at);
+            let state = &mut self.states[index];
+            let finished = state.minute.add(header.market_ts, trade.price, trade.size);
+            debug_assert!(
+                finished.is_none(),
+                "bars close before the next minute's trades"
+            );
+            let minute_end = ns_of_ms(Interval::M1.start_of(header.market_ts) + MINUTE_MS);
+            self.bar_due = Some(self.bar_due.map_or(minute_end, |due| due.min(minute_end)));
+            out.push(Event::Trade(
+                index as u16,
+                TradeEvent {
+                    symbol: state.quote.symbol.clone(),
+                    header,
+                    trade,
+                },
+            ));
+        }
+        let header = self.stamp(at);
         let state = &mut self.states[index];
         let q = &mut state.quote;
-        q.seq = self.seq;
-        q.ts = ts;
-        q.market_ts = at.div_euclid(1_000_000);
+        q.seq = header.seq;
+        q.ts = header.ts;
+        q.market_ts = header.market_ts;
         fill_quote(q, &state.book, &state.grid);
-        Update {
-            symbol_index: index as u16,
-            quote: q.clone(),
-            trade,
+        fill_bands(q, state.bands, &state.grid);
+        out.push(Event::Quote(index as u16, q.clone()));
+    }
+
+    /// A status event of symbol `index`: its status now, why, and its bands.
+    fn announce(&mut self, index: usize, at: MarketNs, reason: Reason, out: &mut Vec<Event>) {
+        let header = self.stamp(at);
+        let state = &self.states[index];
+        out.push(Event::Status(
+            index as u16,
+            StatusEvent {
+                symbol: state.quote.symbol.clone(),
+                header,
+                status: state.quote.status,
+                reason,
+                limit_up: state.quote.limit_up,
+                limit_down: state.quote.limit_down,
+            },
+        ));
+    }
+
+    /// A session event: the state the market just entered.
+    fn announce_session(&mut self, at: MarketNs, out: &mut Vec<Event>) {
+        let header = self.stamp(at);
+        out.push(Event::Session(SessionEvent {
+            header,
+            state: self.session,
+            next_open: clock::next_open(header.market_ts),
+            next_close: clock::next_close(header.market_ts),
+        }));
+    }
+
+    /// Closes the minute bars of every symbol that traded in the minute ending at `at`.
+    fn close_bars(&mut self, at: MarketNs, out: &mut Vec<Event>) {
+        self.bar_due = None;
+        for index in 0..self.states.len() {
+            let Some(bar) = self.states[index].minute.finish() else {
+                continue;
+            };
+            let header = self.stamp(at);
+            out.push(Event::Bar(
+                index as u16,
+                BarEvent {
+                    symbol: self.states[index].quote.symbol.clone(),
+                    header,
+                    interval: Interval::M1.as_str(),
+                    bar,
+                },
+            ));
         }
     }
 
@@ -691,6 +962,14 @@ fn activities(specs: &[SymbolSpec]) -> Vec<f64> {
     clamped.iter().map(|a| a / mean).collect()
 }
 
+/// Sets the quote's LULD bands from `bands` (in ticks).
+fn fill_bands(quote: &mut Quote, bands: Option<(i64, i64)>, grid: &TickGrid) {
+    (quote.limit_down, quote.limit_up) = match bands {
+        Some((down, up)) => (Some(grid.price_of(down)), Some(grid.price_of(up))),
+        None => (None, None),
+    };
+}
+
 /// Sets bid, ask and their sizes from the book, and change and change percent.
 fn fill_quote(quote: &mut Quote, book: &Book, grid: &TickGrid) {
     quote.bid = grid.price_of(book.bid);
@@ -735,12 +1014,46 @@ mod tests {
         }
     }
 
+    /// A market event as most tests look at it: the symbol's quote after it, and the trade
+    /// it printed, if any.
+    #[derive(Debug, Clone)]
+    struct Update {
+        symbol_index: u16,
+        quote: Quote,
+        trade: Option<Trade>,
+    }
+
+    /// The quotes of `events`, each with the trade just before it.
+    fn updates(events: &[Event]) -> Vec<Update> {
+        let mut out = Vec::new();
+        let mut trade = None;
+        for event in events {
+            match event {
+                Event::Trade(i, t) => trade = Some((*i, t.trade)),
+                Event::Quote(i, q) => {
+                    out.push(Update {
+                        symbol_index: *i,
+                        quote: q.clone(),
+                        trade: trade.take().filter(|(ti, _)| ti == i).map(|(_, t)| t),
+                    });
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Every event of `feed_secs` seconds of feed time, the first quotes included.
-    fn run(config: SimConfig, feed_secs: u64) -> Vec<Update> {
+    fn run_events(config: SimConfig, feed_secs: u64) -> Vec<Event> {
         let mut sim = Simulator::try_new(&specs(), config).unwrap();
         let mut out = sim.opening_quotes();
         sim.advance_to(feed_secs * SEC, &mut out);
         out
+    }
+
+    /// The quotes (with their trades) of `feed_secs` seconds of feed time.
+    fn run(config: SimConfig, feed_secs: u64) -> Vec<Update> {
+        updates(&run_events(config, feed_secs))
     }
 
     fn f(d: Decimal) -> f64 {
@@ -759,10 +1072,9 @@ mod tests {
             let updates = run(config(seed, 10.0, 1200.0), 120);
             assert!(updates.len() > 50_000, "{} updates", updates.len());
             let mut last_ts = 0;
-            for (n, u) in updates.iter().enumerate() {
+            for u in &updates {
                 let q = &u.quote;
                 let spec = &specs[u.symbol_index as usize];
-                assert_eq!(q.seq, n as u64 + 1, "seq is global and gapless");
                 assert_eq!(q.symbol, spec.symbol);
                 assert!(q.market_ts >= last_ts, "market time never goes back");
                 last_ts = q.market_ts;
@@ -815,7 +1127,7 @@ mod tests {
             sim.advance_to(ms * 1_000_000, &mut stepped);
         }
         sim.advance_to(30 * SEC, &mut stepped);
-        let stepped: Vec<_> = stepped.iter().map(key).collect();
+        let stepped: Vec<_> = updates(&stepped).iter().map(key).collect();
         let first_difference = a.iter().zip(&stepped).position(|(x, y)| x != y);
         assert_eq!(
             first_difference,
@@ -924,15 +1236,25 @@ mod tests {
         cfg.market_start = et_time(NaiveDate::from_ymd_opt(2024, 3, 9).unwrap(), 12, 0);
         let mut sim = Simulator::try_new(&specs(), cfg).unwrap();
         let monday = et_time(NaiveDate::from_ymd_opt(2024, 3, 11).unwrap(), 4, 0);
-        assert_eq!(sim.opening_quotes()[0].quote.market_ts, monday);
+        assert_eq!(
+            sim.opening_quotes()[0].as_quote().unwrap().market_ts,
+            monday
+        );
         let mut out = Vec::new();
         sim.advance_to(0, &mut out);
         assert_eq!(sim.session(), SessionState::Pre);
-        assert_eq!(out.len(), specs().len(), "the pre-market opens at once");
+        assert_eq!(
+            updates(&out).len(),
+            specs().len(),
+            "the pre-market opens at once"
+        );
         cfg.skip_closed = false;
         let sim = Simulator::try_new(&specs(), cfg).unwrap();
         assert_eq!(sim.session(), SessionState::Closed);
-        assert_eq!(sim.opening_quotes()[0].quote.status, Status::Closed);
+        assert_eq!(
+            sim.opening_quotes()[0].as_quote().unwrap().status,
+            Status::Closed
+        );
     }
 
     #[test]
@@ -951,10 +1273,8 @@ mod tests {
         sim.news(aapl as usize, 15.0);
         let before = out.len();
         sim.advance_to(60 * SEC, &mut out);
-        let mine: Vec<&Update> = out[before..]
-            .iter()
-            .filter(|u| u.symbol_index == aapl)
-            .collect();
+        let after = updates(&out[before..]);
+        let mine: Vec<&Update> = after.iter().filter(|u| u.symbol_index == aapl).collect();
         let halted = mine
             .iter()
             .position(|u| u.quote.status == Status::Halted)
@@ -1141,5 +1461,271 @@ mod tests {
         let fast = volumes(7200.0, 20.0);
         assert!((0.7..=1.3).contains(&slow), "volume / ADV at 600x: {slow}");
         assert!((0.7..=1.3).contains(&fast), "volume / ADV at 7200x: {fast}");
+    }
+
+    #[test]
+    fn every_event_takes_the_next_seq_and_bars_match_their_trades() {
+        let events = run_events(config(3, 10.0, 1200.0), 120);
+        for (n, e) in events.iter().enumerate() {
+            assert_eq!(e.seq(), n as u64 + 1, "one gapless sequence for every kind");
+        }
+        let mut bars = 0;
+        let mut open: std::collections::HashMap<(u16, MarketMs), Vec<(u64, Trade)>> =
+            Default::default();
+        for e in &events {
+            match e {
+                Event::Trade(i, t) => {
+                    let minute = Interval::M1.start_of(t.header.market_ts);
+                    open.entry((*i, minute))
+                        .or_default()
+                        .push((t.header.seq, t.trade));
+                }
+                Event::Bar(i, b) => {
+                    bars += 1;
+                    let trades = open.remove(&(*i, b.bar.start)).expect("a bar has trades");
+                    assert_eq!(
+                        b.header.market_ts,
+                        b.bar.start + MINUTE_MS,
+                        "sent at the close"
+                    );
+                    assert_eq!(b.interval, "1m");
+                    let prices: Vec<Decimal> = trades.iter().map(|(_, t)| t.price).collect();
+                    assert_eq!(b.bar.open, prices[0]);
+                    assert_eq!(b.bar.close, *prices.last().unwrap());
+                    assert_eq!(b.bar.high, *prices.iter().max().unwrap());
+                    assert_eq!(b.bar.low, *prices.iter().min().unwrap());
+                    assert_eq!(b.bar.trades, trades.len() as u64);
+                    assert_eq!(
+                        b.bar.volume,
+                        trades.iter().map(|(_, t)| t.size).sum::<u64>()
+                    );
+                    assert!(b.bar.low <= b.bar.vwap && b.bar.vwap <= b.bar.high);
+                }
+                _ => {}
+            }
+            // Bars are sent before any event of a later minute.
+            if !matches!(e, Event::Bar(..)) {
+                let now = Interval::M1.start_of(e.header().market_ts);
+                assert!(
+                    open.keys().all(|(_, minute)| *minute >= now),
+                    "a bar left open past its minute at seq {}",
+                    e.seq()
+                );
+            }
+        }
+        assert!(bars > 1000, "{bars} bars");
+    }
+
+    #[test]
+    fn sessions_statuses_and_bands_are_announced() {
+        let specs = specs();
+        let mut cfg = config(5, 5.0, 3600.0);
+        cfg.market_start = MONDAY_OPEN - 2 * 3_600_000;
+        // Two trading days: 07:30 Monday to Wednesday's pre-market.
+        let events = run_events(cfg, 33);
+        let sessions: Vec<&SessionEvent> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Session(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let states: Vec<SessionState> = sessions.iter().map(|s| s.state).collect();
+        use SessionState::*;
+        assert_eq!(states, [Open, Post, Closed, Pre, Open, Post, Closed, Pre]);
+        for s in &sessions {
+            assert!(s.next_open > s.header.market_ts && s.next_close > s.header.market_ts);
+            assert_eq!(s.next_open, clock::next_open(s.header.market_ts));
+        }
+        assert_eq!(sessions[0].header.market_ts, MONDAY_OPEN);
+        assert_eq!(sessions[0].next_close, MONDAY_OPEN + 390 * MINUTE_MS);
+        let statuses: Vec<(u16, &StatusEvent)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Status(i, s) => Some((*i, s)),
+                _ => None,
+            })
+            .collect();
+        let count = |reason: Reason| statuses.iter().filter(|(_, s)| s.reason == reason).count();
+        assert_eq!(count(Reason::Open), 2 * specs.len());
+        assert_eq!(count(Reason::Close), 2 * specs.len());
+        assert_eq!(count(Reason::Closed), 2 * specs.len());
+        assert_eq!(count(Reason::PreOpen), 2 * specs.len());
+        for (i, s) in &statuses {
+            let in_session = s.reason != Reason::Close
+                && s.reason != Reason::Closed
+                && s.reason != Reason::PreOpen;
+            assert_eq!(s.limit_up.is_some(), in_session, "{s:?}");
+            if let (Some(up), Some(down)) = (s.limit_up, s.limit_down) {
+                let tick = specs[*i as usize].tick_size;
+                assert!(down < up && (up % tick).is_zero() && (down % tick).is_zero());
+            }
+        }
+        // Bands move on 1% reference moves and at 09:45 and 15:35, not at every trade.
+        let bands = count(Reason::Bands) as f64 / specs.len() as f64 / 2.0;
+        assert!((2.0..40.0).contains(&bands), "{bands} band moves a day");
+        // Each band announcement changes the bands.
+        let mut last: std::collections::HashMap<u16, (Option<Decimal>, Option<Decimal>)> =
+            Default::default();
+        for (i, s) in &statuses {
+            let now = (s.limit_down, s.limit_up);
+            if s.reason == Reason::Bands {
+                assert_ne!(last.get(i), Some(&now), "{s:?}");
+            }
+            last.insert(*i, now);
+        }
+        // A status event announces the bands of the symbol's quote just before it.
+        let mut quoted: std::collections::HashMap<u16, (Option<Decimal>, Option<Decimal>)> =
+            Default::default();
+        for e in &events {
+            match e {
+                Event::Quote(i, q) => {
+                    quoted.insert(*i, (q.limit_down, q.limit_up));
+                }
+                Event::Status(i, s) => {
+                    assert_eq!(quoted.get(i), Some(&(s.limit_down, s.limit_up)), "{s:?}");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn scenario_sim(market_start: MarketMs) -> Simulator {
+        let mut cfg = config(11, 20.0, 10.0);
+        cfg.market_start = market_start;
+        Simulator::try_new(&specs(), cfg).unwrap()
+    }
+
+    #[test]
+    fn a_requested_halt_is_announced_and_ends_with_a_reopening_print() {
+        let mut sim = scenario_sim(MONDAY_OPEN + 3_600_000);
+        let mut out = Vec::new();
+        sim.advance_to(SEC, &mut out);
+        let before = out.len();
+        let applied = sim
+            .apply(
+                &Scenario::Halt {
+                    symbols: vec![0, 3],
+                    minutes: 2.0,
+                },
+                SEC,
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(applied.halted, [0, 3]);
+        assert_eq!(applied.market_ts, sim.market_ms_at(SEC));
+        let halts: Vec<&StatusEvent> = out[before..]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Status(_, s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(halts.len(), 2);
+        assert!(halts
+            .iter()
+            .all(|s| s.status == Status::Halted && s.reason == Reason::Requested));
+        sim.advance_to(20 * SEC, &mut out);
+        let mine: Vec<&Event> = out[before..]
+            .iter()
+            .filter(|e| e.symbol_index() == 0)
+            .collect();
+        let resumed = mine
+            .iter()
+            .position(|e| matches!(e, Event::Status(_, s) if s.reason == Reason::Resumed))
+            .expect("resumed");
+        let resumed_at = mine[resumed].header().market_ts;
+        assert_eq!(resumed_at - applied.market_ts, 120_000, "two minutes");
+        // Nothing trades in between; the reopening print comes right before the status.
+        let trades: Vec<&TradeEvent> = mine[..resumed]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Trade(_, t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(trades.len(), 1);
+        assert!(trades[0].trade.conditions.contains(Conditions::REOPENING));
+        assert_eq!(trades[0].header.market_ts, resumed_at);
+    }
+
+    #[test]
+    fn a_market_wide_shock_trips_the_circuit_breaker() {
+        let mut sim = scenario_sim(MONDAY_OPEN + 3_600_000);
+        let all: Vec<u16> = (0..specs().len() as u16).collect();
+        let mut out = Vec::new();
+        sim.advance_to(SEC, &mut out);
+        let small = Scenario::Shock {
+            symbols: all.clone(),
+            move_pct: -2.0,
+        };
+        let applied = sim.apply(&small, SEC, &mut out).unwrap();
+        assert_eq!(applied.circuit_breaker, None);
+        let before = out.len();
+        // With the day's own fall, the index funds are now down 7-13% from the close.
+        let big = Scenario::Shock {
+            symbols: all.clone(),
+            move_pct: -6.0,
+        };
+        let applied = sim.apply(&big, 2 * SEC, &mut out).unwrap();
+        assert_eq!(applied.circuit_breaker, Some(1));
+        assert_eq!(applied.halted.len(), all.len());
+        let halted = out[before..]
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::Status(_, s) if s.reason == Reason::CircuitBreaker && s.status == Status::Halted)
+            })
+            .count();
+        assert_eq!(halted, all.len());
+        // Fifteen minutes of nothing, then every symbol reopens.
+        sim.advance_to(2 * SEC + 89 * SEC, &mut out);
+        assert!(out[before + 2 * all.len()..]
+            .iter()
+            .all(|e| !matches!(e, Event::Trade(..))));
+        sim.advance_to(2 * SEC + 91 * SEC, &mut out);
+        let resumed = out
+            .iter()
+            .filter(|e| matches!(e, Event::Status(_, s) if s.reason == Reason::Resumed))
+            .count();
+        assert_eq!(resumed, all.len());
+        // Level 1 trips once a day; a further fall to 13% trips level 2.
+        let again = sim.apply(&small, 92 * SEC, &mut out).unwrap();
+        assert_eq!(again.circuit_breaker, None);
+        let again = sim.apply(&big, 93 * SEC, &mut out).unwrap();
+        assert_eq!(again.circuit_breaker, Some(2));
+    }
+
+    #[test]
+    fn news_moves_a_price_and_closed_markets_refuse_scenarios() {
+        let mut sim = scenario_sim(MONDAY_OPEN + 3_600_000);
+        let mut out = Vec::new();
+        sim.advance_to(SEC, &mut out);
+        let before = sim.model.price(2);
+        sim.apply(
+            &Scenario::News {
+                symbols: vec![2],
+                move_pct: 8.0,
+            },
+            SEC,
+            &mut out,
+        )
+        .unwrap();
+        assert!((sim.model.price(2) / before - 1.08).abs() < 1e-9);
+        let bad = Scenario::News {
+            symbols: vec![999],
+            move_pct: 1.0,
+        };
+        assert_eq!(
+            sim.apply(&bad, SEC, &mut out),
+            Err(ScenarioError::UnknownSymbol(999))
+        );
+        let mut cfg = config(11, 20.0, 10.0);
+        cfg.market_start = et_time(NaiveDate::from_ymd_opt(2024, 3, 9).unwrap(), 12, 0);
+        cfg.skip_closed = false;
+        let mut closed = Simulator::try_new(&specs(), cfg).unwrap();
+        assert_eq!(
+            closed.apply(&bad, 0, &mut out),
+            Err(ScenarioError::MarketClosed)
+        );
     }
 }
