@@ -49,9 +49,19 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_KEEP_CLOSED_TIME")]
     pub keep_closed_time: bool,
 
-    /// Updates kept for Last-Event-ID replay (counted over all symbols).
+    /// Events kept for Last-Event-ID replay (counted over all symbols and kinds).
     #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 10_000)]
     pub history: usize,
+
+    /// Trading days of daily bars generated before the start, so charts open with context
+    /// (the previous day's minute bars are always generated).
+    #[arg(long, env = "TICKCAST_HISTORY_DAYS", default_value_t = 30)]
+    pub history_days: usize,
+
+    /// Enables POST /scenario for requests that send `Authorization: Bearer <token>`.
+    /// Without it, scenarios are off (404).
+    #[arg(long, env = "TICKCAST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 
     /// Seconds between heartbeat events.
     #[arg(long, env = "TICKCAST_HEARTBEAT_SECS", default_value_t = 15)]
@@ -93,6 +103,9 @@ pub struct Config {
     pub threads: Option<usize>,
 }
 
+/// Most trading days of generated daily bars: ten years.
+pub const MAX_HISTORY_DAYS: usize = 2520;
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -125,6 +138,10 @@ pub enum ConfigError {
     Speed(f64),
     #[error("--history must be at least 1")]
     History,
+    #[error("--history-days must be at most {MAX_HISTORY_DAYS}, got {0}")]
+    HistoryDays(usize),
+    #[error("--admin-token must be 16 to 256 visible ASCII characters")]
+    AdminToken,
     #[error("--heartbeat-secs must be between 1 and 3600, got {0}")]
     Heartbeat(u64),
     #[error("--retry-ms must be between 1 and 3600000, got {0}")]
@@ -159,6 +176,15 @@ impl Config {
         }
         if self.history == 0 {
             return Err(ConfigError::History);
+        }
+        if self.history_days > MAX_HISTORY_DAYS {
+            return Err(ConfigError::HistoryDays(self.history_days));
+        }
+        if let Some(token) = &self.admin_token {
+            let visible = token.bytes().all(|b| b.is_ascii_graphic());
+            if !(16..=256).contains(&token.len()) || !visible {
+                return Err(ConfigError::AdminToken);
+            }
         }
         if !(1..=3600).contains(&self.heartbeat_secs) {
             return Err(ConfigError::Heartbeat(self.heartbeat_secs));

@@ -9,14 +9,54 @@
 //! fresh. If the task runs late it simply publishes a bigger batch: the updates are the same
 //! either way.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
+use crate::bar_store::BarStore;
 use crate::feed::Feed;
-use crate::market::Simulator;
+use crate::market::scenario::{Applied, Scenario, ScenarioError};
+use crate::market::{Event, Simulator};
 use crate::shutdown::Shutdown;
 use crate::sse::{self, Batch};
+
+/// A scenario for the market task to apply, and where to send what it did.
+#[derive(Debug)]
+pub struct ScenarioRequest {
+    pub scenario: Scenario,
+    pub reply: oneshot::Sender<Result<Applied, ScenarioError>>,
+}
+
+/// Scenarios waiting for the market task; more than this many in flight are refused.
+const SCENARIO_QUEUE: usize = 16;
+
+/// The channel that carries scenarios from the HTTP layer to the market task.
+pub fn scenario_channel() -> (
+    mpsc::Sender<ScenarioRequest>,
+    mpsc::Receiver<ScenarioRequest>,
+) {
+    mpsc::channel(SCENARIO_QUEUE)
+}
+
+/// Where the market task publishes: the encoded feed, and the bars for charts.
+#[derive(Debug, Clone)]
+pub struct Outlets {
+    pub feed: Feed,
+    pub bars: Arc<BarStore>,
+}
+
+impl Outlets {
+    /// Publishes `events`: bars first, so a client that sees a `bar` event can fetch it.
+    fn publish(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        self.bars.record(events);
+        self.feed.publish(Batch::encode(events));
+    }
+}
 
 /// Longest time between two publishes: short enough that a client whose flush timer fires gets
 /// quotes at most this old, long enough that a batch usually holds several updates.
@@ -34,40 +74,52 @@ pub fn epoch_ms() -> u64 {
 /// The caller publishes the opening quotes first (see [`publish_opening`]), before it serves
 /// anyone, so no client ever sees an empty snapshot. `started` is feed time 0: the instant
 /// matching the simulator's `start_epoch_ms`.
+///
+/// Scenarios from `scenarios` are applied as they come: the market is first brought up to the
+/// moment, then the scenario's events (halts) are published with what was due.
 pub async fn run_market(
-    feed: Feed,
+    out: Outlets,
     mut sim: Simulator,
     started: Instant,
     flush: Duration,
+    mut scenarios: mpsc::Receiver<ScenarioRequest>,
     mut shutdown: Shutdown,
 ) {
-    let mut updates = Vec::new();
+    let mut events = Vec::new();
     let mut last_publish = started;
     let interval = flush.min(MAX_PUBLISH_INTERVAL);
     loop {
-        updates.clear();
+        events.clear();
         let next_due = started + Duration::from_nanos(sim.next_update_ns());
         let wake = next_due.max(last_publish + interval);
+        let mut request = None;
         tokio::select! {
             biased;
             () = shutdown.wait() => return,
+            Some(r) = scenarios.recv() => request = Some(r),
             () = sleep_until(wake) => {}
         }
         let now = Instant::now();
         let feed_ns = now.saturating_duration_since(started).as_nanos() as u64;
-        sim.advance_to(feed_ns, &mut updates);
-        if !updates.is_empty() {
-            feed.publish(Batch::encode(&updates));
+        sim.advance_to(feed_ns, &mut events);
+        if let Some(ScenarioRequest { scenario, reply }) = request {
+            let result = sim.apply(&scenario, feed_ns, &mut events);
+            match &result {
+                Ok(applied) => tracing::info!(?scenario, ?applied, "scenario applied"),
+                Err(e) => tracing::info!(?scenario, "scenario refused: {e}"),
+            }
+            let _ = reply.send(result);
         }
-        feed.set_clock(sim.anchor(feed_ns));
+        out.publish(&events);
+        out.feed.set_clock(sim.anchor(feed_ns));
         last_publish = now;
     }
 }
 
 /// Publishes every symbol's opening quote (seq 1..=N) as the first batch.
-pub fn publish_opening(feed: &Feed, sim: &Simulator) {
-    feed.publish(Batch::encode(&sim.opening_quotes()));
-    feed.set_clock(sim.anchor(0));
+pub fn publish_opening(out: &Outlets, sim: &Simulator) {
+    out.publish(&sim.opening_quotes());
+    out.feed.set_clock(sim.anchor(0));
 }
 
 /// Publishes a heartbeat frame every `every`, encoded once for all streams.

@@ -68,13 +68,19 @@ pub async fn run(
         },
     )?;
     let (trigger, stop) = shutdown::channel();
-    let app = App::new(config, specs, trigger).map_err(ServeError::WebDir)?;
-    publisher::publish_opening(&app.feed, &sim);
+    let (scenarios, scenario_rx) = publisher::scenario_channel();
+    let app = App::new(config, specs, trigger, scenarios).map_err(ServeError::WebDir)?;
+    let outlets = publisher::Outlets {
+        feed: app.feed.clone(),
+        bars: app.bars.clone(),
+    };
+    publisher::publish_opening(&outlets, &sim);
     let market = tokio::spawn(publisher::run_market(
-        app.feed.clone(),
+        outlets,
         sim,
         started,
         app.config.flush(),
+        scenario_rx,
         stop.clone(),
     ));
     let heartbeat = tokio::spawn(publisher::run_heartbeat(

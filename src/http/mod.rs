@@ -4,10 +4,12 @@
 //! becomes a JSON error in [`rejection::handle`].
 
 pub mod assets;
+pub mod bars;
 pub mod params;
 pub mod quotes;
 pub mod rejection;
 pub mod rest;
+pub mod scenario;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,9 +18,11 @@ use bytes::Bytes;
 use warp::http::{header, HeaderValue, Method, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
+use crate::bar_store::BarStore;
 use crate::config::Config;
 use crate::feed::Feed;
 use crate::market::SymbolSpec;
+use crate::publisher::ScenarioRequest;
 use crate::shutdown::ShutdownTrigger;
 use assets::Assets;
 use rejection::{ApiError, ALLOWED_METHODS};
@@ -33,10 +37,15 @@ pub struct App {
     pub assets: Arc<Assets>,
     /// `GET /symbols` never changes, so it is encoded once.
     pub symbols_json: Bytes,
+    /// Bar history for `GET /bars`.
+    pub bars: Arc<BarStore>,
+    /// Where `POST /scenario` sends scenarios for the market task.
+    pub scenarios: tokio::sync::mpsc::Sender<ScenarioRequest>,
 }
 
 impl App {
-    /// The shared state for `specs` under `config`, with an empty feed.
+    /// The shared state for `specs` under `config`, with an empty feed and bar store;
+    /// scenarios go to `scenarios`.
     ///
     /// # Errors
     /// A `--web-dir` that cannot be opened.
@@ -44,10 +53,13 @@ impl App {
         config: Config,
         specs: Vec<SymbolSpec>,
         shutdown: ShutdownTrigger,
+        scenarios: tokio::sync::mpsc::Sender<ScenarioRequest>,
     ) -> std::io::Result<App> {
         let assets = Assets::new(config.web_dir.as_deref())?;
         let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
         Ok(App {
+            bars: Arc::new(BarStore::new(specs.len())),
+            scenarios,
             feed: Feed::new(specs, config.history),
             config: Arc::new(config),
             shutdown,
@@ -73,6 +85,8 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
         .or(rest::snapshot(app.clone()))
         .or(rest::healthz(app.clone()))
         .or(rest::clock(app.clone()))
+        .or(bars::bars(app.clone()))
+        .or(scenario::scenario(app.clone()))
         .or(rest::metrics(app.clone()))
         .or(assets::assets(app))
         .recover(rejection::handle)
@@ -90,11 +104,13 @@ fn preflight() -> impl Filter<Extract = (warp::reply::Response,), Error = Reject
         headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOWED_METHODS),
+            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
         );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Last-Event-ID, Cache-Control, Accept"),
+            HeaderValue::from_static(
+                "Last-Event-ID, Cache-Control, Accept, Authorization, Content-Type",
+            ),
         );
         headers.insert(
             header::ACCESS_CONTROL_MAX_AGE,

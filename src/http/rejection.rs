@@ -6,14 +6,16 @@
 use std::convert::Infallible;
 
 use serde_json::json;
-use warp::http::header::{ALLOW, RETRY_AFTER};
+use warp::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reject::Reject;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-/// Methods every route accepts (all routes are read-only).
+/// Methods the read-only routes accept (all but `/scenario`).
 pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+/// Methods `/scenario` accepts.
+pub const SCENARIO_METHODS: &str = "POST, OPTIONS";
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +30,16 @@ pub enum ApiError {
     TooManyClients { max: usize, retry_after_secs: u64 },
     #[error("method not allowed; this resource allows {ALLOWED_METHODS}")]
     MethodNotAllowed,
+    #[error("method not allowed; this resource allows {0}")]
+    MethodNotAllowedHere(&'static str),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(u64),
     #[error("no resource at {0}")]
     NotFound(String),
 }
@@ -40,8 +52,15 @@ impl ApiError {
         match self {
             ApiError::UnknownSymbols(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::TooManySymbols { .. } => StatusCode::BAD_REQUEST,
-            ApiError::TooManyClients { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyClients { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::MethodNotAllowed | ApiError::MethodNotAllowedHere(_) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -52,8 +71,12 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooManySymbols { .. } => "too_many_symbols",
             ApiError::TooManyClients { .. } => "too_many_clients",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed | ApiError::MethodNotAllowedHere(_) => "method_not_allowed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
         }
     }
 
@@ -71,6 +94,12 @@ impl ApiError {
         match self {
             ApiError::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            ApiError::MethodNotAllowedHere(allow) => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::TooManyClients {
                 retry_after_secs, ..
@@ -93,6 +122,17 @@ pub async fn handle(err: Rejection) -> Result<Response, Infallible> {
     }
     if err.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(ApiError::MethodNotAllowed.into_response());
+    }
+    if err.find::<warp::reject::LengthRequired>().is_some() {
+        let message = "send the body with a Content-Length header".to_owned();
+        let body = json!({ "error": "length_required", "message": message });
+        return Ok(
+            warp::reply::with_status(warp::reply::json(&body), StatusCode::LENGTH_REQUIRED)
+                .into_response(),
+        );
+    }
+    if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        return Ok(ApiError::PayloadTooLarge(super::scenario::MAX_BODY).into_response());
     }
     tracing::error!(?err, "unhandled rejection");
     let body = json!({ "error": "internal", "message": "internal server error" });
