@@ -264,7 +264,13 @@ fn fanout_loopback(c: &mut Criterion) {
                 config.max_clients = 20_000;
                 // Measure delivery, not the flush policy: write as soon as a batch is published.
                 config.flush_ms = 0;
-                let app = App::new(config, specs.clone(), trigger, tickcast::publisher::scenario_channel().0).unwrap();
+                let app = App::new(
+                    config,
+                    specs.clone(),
+                    trigger,
+                    tickcast::publisher::scenario_channel().0,
+                )
+                .unwrap();
                 let feed = app.feed.clone();
                 let mut batches = Batches::new(simulator(&specs));
                 feed.publish(Batch::encode(&batches.sim.opening_quotes()));

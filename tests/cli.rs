@@ -318,7 +318,7 @@ async fn single_threaded_runtime_streams_and_resumes() {
     let snapshot = sse.next_named("snapshot").await;
     let mut expected = snapshot.id_num() + 1;
     while expected < snapshot.id_num() + 200 {
-        assert_eq!(sse.next_named("quote").await.id_num(), expected);
+        assert_eq!(sse.next_with_id().await.id_num(), expected);
         expected += 1;
     }
     let mut resumed = common::SseClient::connect(

@@ -114,15 +114,15 @@ async fn stream_has_headers_retry_snapshot_then_ascending_quotes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_symbol_stream_carries_every_update_without_gaps() {
+async fn all_symbol_stream_carries_every_event_without_gaps() {
     let server = common::start(&["--seed", "2", "--rate", "5", "--flush-ms", "50"]).await;
     let mut sse = SseClient::connect(&http1(), &server.url("/quotes"), &[]).await;
     let snapshot = sse.next_named("snapshot").await;
     assert_eq!(snapshot.json().as_array().unwrap().len(), 120);
     let first = snapshot.id_num() + 1;
     for expected in first..first + 300 {
-        let event = sse.next_named("quote").await;
-        assert_eq!(event.id_num(), expected, "no gap, no duplicate");
+        let event = sse.next_with_id().await;
+        assert_eq!(event.id_num(), expected, "no gap, no duplicate, every kind");
     }
     server.stop().await;
 }
@@ -204,7 +204,7 @@ async fn flush_window_batches_many_updates_into_few_writes() {
     let writes_before = common::metric(&server.url(""), "tickcast_writes_total ").await;
     let first = snapshot.id_num() + 1;
     for expected in first..first + 1_500 {
-        assert_eq!(sse.next_named("quote").await.id_num(), expected, "lossless");
+        assert_eq!(sse.next_with_id().await.id_num(), expected, "lossless");
     }
     let writes = common::metric(&server.url(""), "tickcast_writes_total ").await - writes_before;
     // 1,500 updates take ~2.5 s to generate: about 9 writes at 300 ms, never one per update.
@@ -221,7 +221,7 @@ async fn a_fast_feed_never_makes_a_paced_client_fall_behind() {
     let snapshot = sse.next_named("snapshot").await;
     let first = snapshot.id_num() + 1;
     for expected in first..first + 20_000 {
-        assert_eq!(sse.next_named("quote").await.id_num(), expected, "lossless");
+        assert_eq!(sse.next_with_id().await.id_num(), expected, "lossless");
     }
     assert_eq!(
         common::metric(&server.url(""), "tickcast_updates_conflated_total ").await,

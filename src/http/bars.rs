@@ -51,18 +51,23 @@ fn answer(app: &App, query: &str) -> Result<Response, ApiError> {
 /// The interval, limit and range of a `/bars` query.
 fn bar_query(pairs: &[(String, String)]) -> Result<BarQuery, ApiError> {
     let one = |name: &str| -> Result<Option<&str>, ApiError> {
-        let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim());
+        let mut values = pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim());
         let first = values.next();
         if values.next().is_some() {
-            return Err(ApiError::BadRequest(format!("{name} is given more than once")));
+            return Err(ApiError::BadRequest(format!(
+                "{name} is given more than once"
+            )));
         }
         Ok(first)
     };
     let interval = match one("interval")? {
         None => Interval::M1,
-        Some(text) => text.parse().map_err(|e| {
-            ApiError::BadRequest(format!("interval {:?}: {e}", truncate(text)))
-        })?,
+        Some(text) => text
+            .parse()
+            .map_err(|e| ApiError::BadRequest(format!("interval {:?}: {e}", truncate(text))))?,
     };
     let limit = match one("limit")? {
         None => DEFAULT_LIMIT,
@@ -119,9 +124,15 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         let d = q("").unwrap();
-        assert_eq!((d.interval, d.limit, d.start, d.end), (Interval::M1, 390, None, None));
+        assert_eq!(
+            (d.interval, d.limit, d.start, d.end),
+            (Interval::M1, 390, None, None)
+        );
         let v = q("interval=1H&limit=5&start=10&end=20").unwrap();
-        assert_eq!((v.interval, v.limit, v.start, v.end), (Interval::H1, 5, Some(10), Some(20)));
+        assert_eq!(
+            (v.interval, v.limit, v.start, v.end),
+            (Interval::H1, 5, Some(10), Some(20))
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub fn scenario(app: App) -> impl Filter<Extract = (Response,), Error = Rejectio
         })
         .and(warp::header::headers_cloned())
         .and_then(|app: App, headers: HeaderMap| async move {
-            authorize(&app, &headers).map(|()| app).map_err(warp::reject::custom)
+            authorize(&app, &headers)
+                .map(|()| app)
+                .map_err(warp::reject::custom)
         })
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())

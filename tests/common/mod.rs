@@ -166,6 +166,16 @@ impl SseClient {
         }
     }
 
+    /// The next event with an id (any kind of market event; heartbeats are skipped).
+    pub async fn next_with_id(&mut self) -> Event {
+        loop {
+            let event = self.next().await.expect("stream still open");
+            if event.id.is_some() {
+                return event;
+            }
+        }
+    }
+
     /// The next event whose type is `name`, skipping others.
     pub async fn next_named(&mut self, name: &str) -> Event {
         loop {
