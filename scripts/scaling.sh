@@ -12,6 +12,9 @@
 #   RATE      server --rate (updates/s/symbol) [2]
 #   OUT       JSON lines output                [target/scaling.jsonl]
 #   PORT      loopback port for the server     [3990]
+#   START     market time at start-up          [2024-03-04T12:00:00-05:00, a fixed midday]
+#   SYMBOLS   first N symbols of data/symbols.csv [100]
+#   EVENTS    ?events= of the load's URL        [all kinds]
 #
 # Then: python3 scripts/plot_scaling.py "$OUT"   (writes docs/scaling.svg, prints a table)
 set -euo pipefail
@@ -24,6 +27,9 @@ RAMP=${RAMP:-5}
 RATE=${RATE:-2}
 OUT=${OUT:-target/scaling.jsonl}
 PORT=${PORT:-3990}
+START=${START:-2024-03-04T12:00:00-05:00}
+SYMBOLS=${SYMBOLS:-100}
+EVENTS=${EVENTS:-}
 ADDR="127.0.0.1:${PORT}"
 
 for n in $CLIENTS; do
@@ -92,6 +98,11 @@ cpu_ticks() {
 
 mkdir -p "$(dirname "$OUT")"
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/tickcast-scaling.XXXXXX")
+# The first $SYMBOLS symbols (plus the header line).
+SYMBOL_FILE="$LOGDIR/symbols.csv"
+awk -v n="$SYMBOLS" 'NR <= n + 1' data/symbols.csv >"$SYMBOL_FILE"
+URL_PATH="/quotes"
+[ -n "$EVENTS" ] && URL_PATH="/quotes?events=${EVENTS}"
 echo "== writing $OUT (logs in $LOGDIR)" >&2
 
 for flush in $FLUSH; do
@@ -99,6 +110,7 @@ for flush in $FLUSH; do
     tag="c${clients}-f${flush}"
     echo "== clients=$clients flush_ms=$flush rate=$RATE ramp=${RAMP}s duration=${DURATION}s" >&2
     "${SERVER_PIN[@]}" target/release/tickcast --addr "$ADDR" --seed 1 --rate "$RATE" \
+      --start "$START" --symbols "$SYMBOL_FILE" \
       --flush-ms "$flush" --max-clients "$((clients + 100))" >"$LOGDIR/server-$tag.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -111,7 +123,7 @@ for flush in $FLUSH; do
       exit 1
     fi
 
-    "${LOAD_PIN[@]}" target/release/tickcast-load --url "http://${ADDR}/quotes" \
+    "${LOAD_PIN[@]}" target/release/tickcast-load --url "http://${ADDR}${URL_PATH}" \
       --clients "$clients" --duration "$DURATION" --ramp "$RAMP" --json-only --quiet \
       >"$LOGDIR/load-$tag.json" 2>"$LOGDIR/load-$tag.err" &
     load_pid=$!

@@ -9,18 +9,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::market::clock::{ClockAnchor, MarketMs};
 use crate::market::events::MARKET_WIDE;
 use crate::market::{Kind, Symbol, SymbolSpec};
 use crate::metrics::Metrics;
 use crate::sse::{Batch, FrameIndex};
+
+/// [`Feed::write_gap`] is this many times the clients' average lateness.
+const LATENESS_FACTOR: u64 = 2;
 
 /// Largest chunk a client is handed in one write while catching up from history. A client far
 /// behind gets several chunks in a row; this bounds what the HTTP layer buffers per client.
@@ -195,6 +199,8 @@ pub struct Collected {
     pub bytes: KindCounts,
     /// Events of the client's subscription skipped by conflation.
     pub conflated: u64,
+    /// When the oldest batch in `parts` was published: how late this write is.
+    pub oldest: Option<Instant>,
 }
 
 impl Collected {
@@ -225,13 +231,20 @@ pub struct Cursor {
 /// Recent batches, for replay and catch-up, and the latest event of each kind per symbol.
 #[derive(Debug, Default)]
 struct History {
-    batches: VecDeque<Arc<Batch>>,
+    batches: VecDeque<Published>,
     /// Events held in `batches`.
     held: usize,
     /// Seq of the newest event published.
     newest: u64,
     /// Latest event per symbol and kind, at `slot(symbol, kind)`; session events last.
     latest: Vec<Latest>,
+}
+
+/// A batch and when it was published.
+#[derive(Debug)]
+struct Published {
+    batch: Arc<Batch>,
+    at: Instant,
 }
 
 /// Kinds kept per symbol in [`History::latest`].
@@ -249,11 +262,11 @@ fn slot(symbol: u16, kind: Kind, symbols: usize) -> usize {
 impl History {
     /// The batches holding updates after `seq`, each with how many of its frames come at or
     /// before `seq` (to skip).
-    fn after(&self, seq: u64) -> impl Iterator<Item = (&Batch, usize)> {
-        let first = self.batches.partition_point(|b| b.last_seq() <= seq);
-        self.batches.range(first..).map(move |batch| {
-            let skip = (seq + 1).saturating_sub(batch.first_seq) as usize;
-            (&**batch, skip)
+    fn after(&self, seq: u64) -> impl Iterator<Item = (&Batch, usize, Instant)> {
+        let first = self.batches.partition_point(|b| b.batch.last_seq() <= seq);
+        self.batches.range(first..).map(move |p| {
+            let skip = (seq + 1).saturating_sub(p.batch.first_seq) as usize;
+            (&*p.batch, skip, p.at)
         })
     }
 }
@@ -272,6 +285,9 @@ struct Shared {
     clients: AtomicUsize,
     metrics: Metrics,
     started: tokio::time::Instant,
+    /// Moving average of how late clients write, nanoseconds: the measure of load that
+    /// [`Feed::write_gap`] paces by.
+    lateness_ns: AtomicU64,
 }
 
 /// Cheap handle to the shared feed state.
@@ -311,6 +327,7 @@ impl Feed {
                 clients: AtomicUsize::new(0),
                 metrics: Metrics::default(),
                 started: tokio::time::Instant::now(),
+                lateness_ns: AtomicU64::new(0),
             }),
         }
     }
@@ -395,11 +412,14 @@ impl Feed {
                 latest.json = batch.json(i);
             }
             h.held += count;
-            h.batches.push_back(batch);
+            h.batches.push_back(Published {
+                batch,
+                at: Instant::now(),
+            });
             // Drop whole batches that lie entirely outside the window.
             while let Some(front) = h.batches.front() {
-                if h.held - front.len() >= self.shared.history_limit {
-                    h.held -= front.len();
+                if h.held - front.batch.len() >= self.shared.history_limit {
+                    h.held -= front.batch.len();
                     h.batches.pop_front();
                 } else {
                     break;
@@ -458,7 +478,7 @@ impl Feed {
         }
         // Count the subscribed events after the id, to know the running total at the id.
         let mut after = 0;
-        for (batch, skip) in h.after(last_event_id) {
+        for (batch, skip, _) in h.after(last_event_id) {
             after += batch.frames[skip..].iter().filter(|f| sub.wants(f)).count() as u64;
         }
         Some(Cursor {
@@ -485,7 +505,9 @@ impl Feed {
         let mut bytes = KindCounts::default();
         let mut copy = BytesMut::new();
         let everything = sub.is_everything();
-        for (batch, skip) in h.after(cursor.seq) {
+        let mut oldest = None;
+        for (batch, skip, at) in h.after(cursor.seq) {
+            oldest.get_or_insert(at);
             if everything {
                 let part = batch.frames_from(skip);
                 size += part.len();
@@ -522,6 +544,7 @@ impl Feed {
             counts,
             bytes,
             conflated: 0,
+            oldest,
         }
     }
 
@@ -559,7 +582,27 @@ impl Feed {
             counts,
             bytes,
             conflated,
+            oldest: None,
         }
+    }
+
+    /// Records that a client wrote `late` after the oldest batch it wrote was published.
+    pub fn observe_lateness(&self, late: Duration) {
+        // A lossy moving average (1/32 per sample): concurrent updates may drop a sample,
+        // which does not matter for a load measure and keeps this one relaxed load and store.
+        let cell = &self.shared.lateness_ns;
+        let old = cell.load(Ordering::Relaxed);
+        let late = late.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        cell.store(old - old / 32 + late / 32, Ordering::Relaxed);
+    }
+
+    /// How long a client should wait after a write before the next one: nothing while clients
+    /// are written promptly, growing with their lateness (twice the average) up to `max`
+    /// (`--flush-ms`). Idle, every event goes out as soon as it is published; busy, writes
+    /// batch up to `max`, which bounds writes per client per second and so the CPU.
+    pub fn write_gap(&self, max: Duration) -> Duration {
+        let late = self.shared.lateness_ns.load(Ordering::Relaxed);
+        Duration::from_nanos(late.saturating_mul(LATENESS_FACTOR)).min(max)
     }
 
     /// First seq of the replay window: the last `history_limit` events, if held.

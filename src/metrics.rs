@@ -95,6 +95,8 @@ pub struct Gauges {
     pub symbols: usize,
     pub uptime_secs: u64,
     pub history_len: usize,
+    /// The gap each client now waits between writes (adaptive pacing), microseconds.
+    pub write_gap_us: u64,
 }
 
 impl Metrics {
@@ -233,6 +235,12 @@ impl Metrics {
             &[("", gauges.history_len as u64)],
         );
         metric(
+            "tickcast_write_gap_microseconds",
+            "gauge",
+            "Pause between two writes to one client: 0 while clients are written promptly, up to --flush-ms under load.",
+            &[("", gauges.write_gap_us)],
+        );
+        metric(
             "tickcast_uptime_seconds",
             "gauge",
             "Seconds since start.",
@@ -272,6 +280,7 @@ mod tests {
             symbols: 100,
             uptime_secs: 1,
             history_len: 9,
+            write_gap_us: 0,
         });
         assert!(text.contains("tickcast_events_sent_total{event=\"quote\"} 3\n"));
         assert!(text.contains("tickcast_bytes_sent_total{event=\"quote\"} 300\n"));

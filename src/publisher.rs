@@ -61,6 +61,9 @@ impl Outlets {
 /// Longest time between two publishes: short enough that a client whose flush timer fires gets
 /// quotes at most this old, long enough that a batch usually holds several updates.
 pub const MAX_PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
+/// Shortest time between two publishes: each wakes every waiting client, so even an idle
+/// server publishes at most a thousand times a second.
+pub const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Wall-clock now, epoch milliseconds.
 pub fn epoch_ms() -> u64 {
@@ -87,9 +90,14 @@ pub async fn run_market(
 ) {
     let mut events = Vec::new();
     let mut last_publish = started;
-    let interval = flush.min(MAX_PUBLISH_INTERVAL);
     loop {
         events.clear();
+        // Idle, publish each event when it is due; busy, as clients' writes batch up, publish
+        // in batches too (at most every MAX_PUBLISH_INTERVAL).
+        let interval = out
+            .feed
+            .write_gap(flush.min(MAX_PUBLISH_INTERVAL))
+            .max(MIN_PUBLISH_INTERVAL);
         let next_due = started + Duration::from_nanos(sim.next_update_ns());
         let wake = next_due.max(last_publish + interval);
         let mut request = None;

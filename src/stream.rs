@@ -184,17 +184,26 @@ impl QuoteStream {
                 self.feed
                     .metrics()
                     .wrote_market(&collected.counts, &collected.bytes);
+                // Lateness: how long after it could have written (the oldest batch was out and
+                // its own gap over) the client actually wrote; not the gap it chose to wait.
+                let now = Instant::now();
+                if let Some(oldest) = collected.oldest {
+                    let could = oldest.max(self.next_write);
+                    self.feed
+                        .observe_lateness(now.saturating_duration_since(could));
+                }
                 let chunk = Chunk {
                     events: collected.events(),
                     parts: collected.parts,
                 };
                 // A chunk cut at the size limit leaves more pending: write it right away, so
-                // pacing never makes a client fall behind. Otherwise wait out the window.
+                // pacing never makes a client fall behind. Otherwise wait out the gap, which
+                // is zero when the server keeps up and grows to `flush` when it does not.
                 let caught_up = self.cursor.seq >= newest;
                 self.next_write = if caught_up {
-                    Instant::now() + self.flush
+                    now + self.feed.write_gap(self.flush)
                 } else {
-                    Instant::now()
+                    now
                 };
                 return Some(chunk);
             }

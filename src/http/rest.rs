@@ -78,6 +78,7 @@ pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
                 symbols: feed.specs().len(),
                 uptime_secs: feed.uptime().as_secs(),
                 history_len: feed.history_len(),
+                write_gap_us: feed.write_gap(app.config.flush()).as_micros() as u64,
             });
             let mut response = text.into_response();
             response.headers_mut().insert(
