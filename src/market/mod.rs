@@ -4,7 +4,9 @@
 //! (calm and storm), [`price`] (the efficient price), [`book`] and [`halts`] (microstructure),
 //! [`events`] (what is published) and [`simulator`], which drives them in market time from one
 //! seeded generator. [`coarse`] drives the same price model on a fixed grid, for statistics;
-//! [`facts`] measures the stylized facts. Nothing here knows about tokio, HTTP or the wire format.
+//! [`facts`] measures the stylized facts; [`history`] generates the bars of the days before the
+//! simulation starts, so charts open with context. Nothing here knows about tokio, HTTP or the
+//! wire format.
 
 pub mod bars;
 pub mod book;
@@ -13,6 +15,7 @@ pub mod coarse;
 pub mod events;
 pub mod facts;
 pub mod halts;
+pub mod history;
 pub mod price;
 pub mod scenario;
 pub mod simulator;

@@ -38,21 +38,21 @@ use super::{Quote, SymbolSpec};
 /// Share of market events that are trades; the rest change the quote (price or size).
 pub const TRADE_SHARE: f64 = 0.35;
 /// Activity outside the regular session relative to its average.
-const EXTENDED_ACTIVITY: f64 = 0.1;
+pub(crate) const EXTENDED_ACTIVITY: f64 = 0.1;
 /// Seconds of pre- and post-market together.
-const EXTENDED_SECS: f64 = (5.5 + 4.0) * 3600.0;
+pub(crate) const EXTENDED_SECS: f64 = (5.5 + 4.0) * 3600.0;
 /// The busiest symbol is at most this many times as active as the quietest.
 const ACTIVITY_RANGE: f64 = 10.0;
 /// Expected shares of a day's volume in the opening and closing auctions.
-const OPENING_AUCTION_SHARE: (f64, f64) = (0.005, 0.015);
-const CLOSING_AUCTION_SHARE: (f64, f64) = (0.04, 0.10);
+pub(crate) const OPENING_AUCTION_SHARE: (f64, f64) = (0.005, 0.015);
+pub(crate) const CLOSING_AUCTION_SHARE: (f64, f64) = (0.04, 0.10);
 const REOPENING_AUCTION_SHARE: (f64, f64) = (0.002, 0.006);
 /// Longest market time between two redraws of a symbol's event rate: the rate follows the
 /// intraday shape and volatility even when events are minutes apart (high `--speed`).
 const MAX_RATE_HOLD_NS: MarketNs = 300 * 1_000_000_000;
 /// Mean of the volatility multiplier (`exp(-sum w^2 / 2)`): activity is divided by it so that
 /// the regular session's mean rate is the requested one.
-const MEAN_VOL_RATIO: f64 = 0.886;
+pub(crate) const MEAN_VOL_RATIO: f64 = 0.886;
 
 /// Settings of a simulation.
 #[derive(Debug, Clone, Copy, PartialEq)]
