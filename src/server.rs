@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::direct::{self, FirstRequest, Prefixed};
 use crate::http::{self, App};
+use crate::market::clock::TradingDay;
+use crate::market::history;
 use crate::market::simulator::{SimConfig, SimError, Simulator};
 use crate::market::SymbolSpec;
 use crate::publisher;
@@ -70,6 +72,17 @@ pub async fn run(
     let (trigger, stop) = shutdown::channel();
     let (scenarios, scenario_rx) = publisher::scenario_channel();
     let app = App::new(config, specs, trigger, scenarios).map_err(ServeError::WebDir)?;
+    let generating = tokio::time::Instant::now();
+    let first_day = TradingDay::current_or_next(market_start);
+    let history = history::generate(app.feed.specs(), seed, &first_day, app.config.history_days);
+    for (index, symbol) in history.iter().enumerate() {
+        app.bars.load_history(index, &symbol.minutes, &symbol.days);
+    }
+    tracing::debug!(
+        days = app.config.history_days,
+        ms = generating.elapsed().as_millis() as u64,
+        "bar history generated"
+    );
     let outlets = publisher::Outlets {
         feed: app.feed.clone(),
         bars: app.bars.clone(),

@@ -139,7 +139,10 @@ async fn the_events_filter_selects_kinds_live_and_in_replay() {
     let start = all.next_named("snapshot").await.id_num();
     // Past the close: the session change and minute bars are in.
     let mut everything = Vec::new();
-    while !everything.iter().any(|(k, _): &(String, u64)| k == "session") {
+    while !everything
+        .iter()
+        .any(|(k, _): &(String, u64)| k == "session")
+    {
         everything.extend(next_ids(&mut all, 100).await);
     }
     everything.extend(next_ids(&mut all, 300).await);
