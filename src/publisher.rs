@@ -1,13 +1,12 @@
-//! The tasks that drive the feed: the simulator, paced by tokio's clock, and the heartbeat.
+//! The tasks that drive the feed: the market, paced by tokio's clock, and the heartbeat.
 //!
 //! Feed time is the time since the simulator started, read from tokio's clock (so tests can
 //! pause it). The simulator decides *what* happens and *when* in feed time; this module only
-//! decides when to publish: what is due, as one encoded batch, at most every
-//! [`MAX_PUBLISH_INTERVAL`] (or `flush`, if shorter), and as soon as each update is due when
-//! `flush` is zero. How often each client is written to is the stream's business (it paces
-//! itself by `flush`); publishing finely keeps the quotes a client gets at its own write time
-//! fresh. If the task runs late it simply publishes a bigger batch: the updates are the same
-//! either way.
+//! decides when to publish: what is due, as one encoded batch. While clients keep up it
+//! publishes each event as soon as it is due (at most every [`MIN_PUBLISH_INTERVAL`]); as they
+//! fall behind, it batches like they do, up to [`MAX_PUBLISH_INTERVAL`]. How often each client
+//! is written to is the stream's business ([`Feed::write_gap`]). If the task runs late it
+//! simply publishes a bigger batch: the events are the same either way.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
