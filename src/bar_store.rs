@@ -359,7 +359,7 @@ mod tests {
         yesterday.start = at(0, 0) - 86_400_000;
         store.load_history(
             0,
-            &[yesterday_minute.clone()],
+            std::slice::from_ref(&yesterday_minute),
             &[old_day.clone(), yesterday],
         );
         feed(&store, 3);
