@@ -2,8 +2,10 @@
 //!
 //! - `encode/one_quote`: one quote to its SSE frame (JSON included).
 //! - `simulator/updates`: generating updates over all symbols (Throughput = updates).
-//! - `fanout_inprocess/{all,subset5}/N`: one published batch delivered to N client streams
-//!   inside the process: wake-ups, cursor walks and chunk building (Throughput = events).
+//! - `fanout_inprocess/{all,subset5,trades}/N`: one published batch delivered to N client
+//!   streams inside the process: wake-ups, cursor walks and chunk building (Throughput =
+//!   events). `all` takes every symbol and kind, `subset5` every kind of 5 symbols, `trades`
+//!   the trades and bars (`?events=trade,bar`) of every symbol.
 //! - `fanout_loopback/all/1000`: the same over loopback HTTP/1.1 to 1,000 real connections,
 //!   through hyper and the kernel (Throughput = events read by the clients).
 //!
@@ -15,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tickcast::feed::{Feed, Subscription};
+use tickcast::feed::{Feed, Kinds, Subscription};
 use tickcast::http::App;
 use tickcast::market::simulator::{SimConfig, Simulator};
-use tickcast::market::{symbols, Event, SymbolSpec};
+use tickcast::market::{symbols, Event, Kind, SymbolSpec};
 use tickcast::shutdown;
 use tickcast::sse::Batch;
 use tickcast::stream::{Pacing, QuoteStream, Start};
@@ -147,6 +149,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Whether a client of `sub` gets `event`.
+fn wants(sub: &Subscription, event: &Event) -> bool {
+    sub.kinds.contains(event.kind()) && sub.symbols.contains(event.symbol_index())
+}
+
 fn fanout_inprocess(c: &mut Criterion) {
     let rt = runtime();
     let specs = specs();
@@ -156,17 +163,14 @@ fn fanout_inprocess(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
     for clients in [1_000u64, 5_000, 10_000] {
-        for subset in [false, true] {
-            let name = if subset { "subset5" } else { "all" };
+        for name in ["all", "subset5", "trades"] {
             // Subset clients take 5 symbols each, spread over the table.
-            let subscription = |i: u64| {
-                if subset {
-                    Subscription::some(
-                        (0..5).map(|k| ((i * 7 + k * 23) % specs.len() as u64) as u16),
-                    )
-                } else {
-                    Subscription::ALL
-                }
+            let subscription = |i: u64| match name {
+                "subset5" => Subscription::some(
+                    (0..5).map(|k| ((i * 7 + k * 23) % specs.len() as u64) as u16),
+                ),
+                "trades" => Subscription::ALL.with_kinds(Kinds::of([Kind::Trade, Kind::Bar])),
+                _ => Subscription::ALL,
             };
             let mut batches = Batches::new(simulator(&specs));
             let probe: Vec<Vec<Event>> = (0..50).map(|_| batches.next()).collect();
@@ -174,11 +178,7 @@ fn fanout_inprocess(c: &mut Criterion) {
                 .iter()
                 .map(|b| {
                     (0..clients)
-                        .map(|i| {
-                            b.iter()
-                                .filter(|u| subscription(i).symbols.contains(u.symbol_index()))
-                                .count() as u64
-                        })
+                        .map(|i| b.iter().filter(|u| wants(&subscription(i), u)).count() as u64)
                         .sum::<u64>()
                 })
                 .sum::<u64>()
@@ -224,9 +224,7 @@ fn fanout_inprocess(c: &mut Criterion) {
                                 .map(|i| {
                                     updates
                                         .iter()
-                                        .filter(|u| {
-                                            subscription(i).symbols.contains(u.symbol_index())
-                                        })
+                                        .filter(|u| wants(&subscription(i), u))
                                         .count() as u64
                                 })
                                 .sum::<u64>();

@@ -249,7 +249,8 @@ async fn bars_backfill_aggregate_and_mark_the_open_bar() {
     }
     let hours = hours["AAPL"].as_array().unwrap();
     assert_eq!(hours.len(), by_hour.len());
-    for (h, (start, inside)) in hours.iter().zip(&by_hour) {
+    // The hour in progress moves on between the two requests: compare the finished ones.
+    for (h, (start, inside)) in hours.iter().zip(&by_hour).take(hours.len() - 1) {
         assert_eq!(h["start"].as_i64(), Some(*start));
         assert_eq!(h["open"], inside[0]["open"]);
         assert_eq!(h["close"], inside.last().unwrap()["close"]);

@@ -724,7 +724,12 @@ mod tests {
         for ((spec, h), update) in specs.iter().zip(history).zip(sim.opening_quotes()) {
             let bar = h.minutes.iter().find(|b| b.start == day.close).unwrap();
             assert_eq!(bar.open, grid(spec).round(f(spec.reference_price)));
-            assert_eq!(bar.open, update.as_quote().unwrap().prev_close, "{}", spec.symbol);
+            assert_eq!(
+                bar.open,
+                update.as_quote().unwrap().prev_close,
+                "{}",
+                spec.symbol
+            );
         }
     }
 
