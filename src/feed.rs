@@ -912,6 +912,33 @@ mod tests {
     }
 
     #[test]
+    fn the_write_gap_follows_lateness_up_to_the_flush_window() {
+        let (feed, _) = setup(10);
+        let flush = Duration::from_millis(20);
+        assert_eq!(feed.write_gap(flush), Duration::ZERO, "idle: write at once");
+        for _ in 0..200 {
+            feed.observe_lateness(Duration::from_millis(3));
+        }
+        let gap = feed.write_gap(flush);
+        assert!(
+            gap > Duration::from_millis(5) && gap <= Duration::from_millis(6),
+            "twice the lateness: {gap:?}"
+        );
+        for _ in 0..200 {
+            feed.observe_lateness(Duration::from_millis(50));
+        }
+        assert_eq!(
+            feed.write_gap(flush),
+            flush,
+            "busy: at most the flush window"
+        );
+        for _ in 0..400 {
+            feed.observe_lateness(Duration::ZERO);
+        }
+        assert!(feed.write_gap(flush) < Duration::from_millis(1), "and back");
+    }
+
+    #[test]
     fn client_slots_are_limited_and_freed() {
         let (feed, _) = setup(10);
         let a = feed.try_register_client(2).unwrap();

@@ -55,16 +55,25 @@ pub async fn run(
     shutdown_signal: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let seed = config.seed.unwrap_or_else(rand::random);
+    let market_start = config.market_start(publisher::epoch_ms() as i64)?;
+    // Bar history first: feed time starts after it, so the market does not open with a burst
+    // of everything that would have been due while it was generated.
+    let generating = tokio::time::Instant::now();
+    let first_day = TradingDay::current_or_next(market_start);
+    let history = history::generate(&specs, seed, &first_day, config.history_days);
+    tracing::debug!(
+        days = config.history_days,
+        ms = generating.elapsed().as_millis() as u64,
+        "bar history generated"
+    );
     let started = tokio::time::Instant::now();
-    let now = publisher::epoch_ms();
-    let market_start = config.market_start(now as i64)?;
     let sim = Simulator::try_new(
         &specs,
         SimConfig {
             seed,
             rate: config.rate,
             speed: config.speed,
-            start_epoch_ms: now,
+            start_epoch_ms: publisher::epoch_ms(),
             market_start,
             skip_closed: !config.keep_closed_time,
         },
@@ -72,17 +81,9 @@ pub async fn run(
     let (trigger, stop) = shutdown::channel();
     let (scenarios, scenario_rx) = publisher::scenario_channel();
     let app = App::new(config, specs, trigger, scenarios).map_err(ServeError::WebDir)?;
-    let generating = tokio::time::Instant::now();
-    let first_day = TradingDay::current_or_next(market_start);
-    let history = history::generate(app.feed.specs(), seed, &first_day, app.config.history_days);
     for (index, symbol) in history.iter().enumerate() {
         app.bars.load_history(index, &symbol.minutes, &symbol.days);
     }
-    tracing::debug!(
-        days = app.config.history_days,
-        ms = generating.elapsed().as_millis() as u64,
-        "bar history generated"
-    );
     let outlets = publisher::Outlets {
         feed: app.feed.clone(),
         bars: app.bars.clone(),
