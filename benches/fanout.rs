@@ -44,6 +44,7 @@ fn simulator(specs: &[SymbolSpec]) -> Simulator {
         // Monday 2024-03-04, 09:30 ET: the opening auction comes first.
         market_start: 1_709_562_600_000,
         skip_closed: true,
+        first_seq: 1,
     };
     Simulator::try_new(specs, config).unwrap()
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::market::clock::{self, ClockError, MarketMs};
+use crate::market::simulator::MAX_FIRST_SEQ;
 use warp::http::HeaderValue;
 
 /// tickcast: a stock-market simulator that broadcasts quotes as Server-Sent Events.
@@ -52,6 +53,11 @@ pub struct Config {
     /// Events kept for Last-Event-ID replay (counted over all symbols and kinds).
     #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 10_000)]
     pub history: usize,
+
+    /// Seq (SSE id) of the run's first event [default: the wall-clock time at start-up in
+    /// milliseconds times 1,000, so a restarted server never reuses an id of an earlier run].
+    #[arg(long, env = "TICKCAST_FIRST_SEQ")]
+    pub first_seq: Option<u64>,
 
     /// Trading days of daily bars generated before the start, so charts open with context
     /// (the previous day's minute bars are always generated).
@@ -142,6 +148,8 @@ pub enum ConfigError {
     HistoryDays(usize),
     #[error("--admin-token must be 16 to 256 visible ASCII characters")]
     AdminToken,
+    #[error("--first-seq must be from 1 to {MAX_FIRST_SEQ}, got {0}")]
+    FirstSeq(u64),
     #[error("--heartbeat-secs must be between 1 and 3600, got {0}")]
     Heartbeat(u64),
     #[error("--retry-ms must be between 1 and 3600000, got {0}")]
@@ -176,6 +184,11 @@ impl Config {
         }
         if self.history == 0 {
             return Err(ConfigError::History);
+        }
+        if let Some(seq) = self.first_seq {
+            if !(1..=MAX_FIRST_SEQ).contains(&seq) {
+                return Err(ConfigError::FirstSeq(seq));
+            }
         }
         if self.history_days > MAX_HISTORY_DAYS {
             return Err(ConfigError::HistoryDays(self.history_days));
@@ -216,6 +229,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Seq of the run's first event: `--first-seq`, or `now_ms` (wall-clock epoch ms at
+    /// start-up) times 1,000. Runs started later begin higher, and a run would have to publish
+    /// more than 1,000 events per millisecond since its start (a million a second, the
+    /// simulator's limit on one core) to reach the ids of the next one. Below 2^52 until 2112.
+    pub fn first_seq_at(&self, now_ms: u64) -> u64 {
+        self.first_seq
+            .unwrap_or_else(|| now_ms.saturating_mul(1000).clamp(1, MAX_FIRST_SEQ))
     }
 
     /// The configuration with every default, as a test or bench would start from.

@@ -236,6 +236,8 @@ struct History {
     held: usize,
     /// Seq of the newest event published.
     newest: u64,
+    /// Seq of the run's first event; 0 before the first publish.
+    first_seq: u64,
     /// Latest event per symbol and kind, at `slot(symbol, kind)`; session events last.
     latest: Vec<Latest>,
 }
@@ -365,6 +367,11 @@ impl Feed {
         (anchor.after(at.elapsed()), anchor.speed)
     }
 
+    /// Seq of the run's first event (0 before anything is published).
+    pub fn first_seq(&self) -> u64 {
+        self.read_history().first_seq
+    }
+
     /// Seq of the newest published event.
     pub fn newest_seq(&self) -> u64 {
         *self.shared.newest.borrow()
@@ -402,6 +409,11 @@ impl Feed {
                 .history
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
+            if h.first_seq == 0 {
+                // The run's first batch: ids start wherever the run says.
+                h.first_seq = batch.first_seq;
+                h.newest = batch.first_seq - 1;
+            }
             debug_assert_eq!(batch.first_seq, h.newest + 1, "batches are contiguous");
             let symbols = self.shared.specs.len();
             for (i, f) in batch.frames.iter().enumerate() {
@@ -469,10 +481,15 @@ impl Feed {
         per_symbol.chain(std::iter::once(slot(MARKET_WIDE, Kind::Session, symbols)))
     }
 
-    /// A cursor at `last_event_id` if the history holds every update after it, so the client
-    /// can resume losslessly; `None` if the id is older than the window or in the future.
+    /// A cursor at `last_event_id` if the history holds every event after it, so the client
+    /// can resume losslessly; `None` if the id is older than the window (another run's, for
+    /// one) or in the future. Id 0 means the start of this run.
     pub fn resume_from(&self, last_event_id: u64, sub: &Subscription) -> Option<Cursor> {
         let h = self.read_history();
+        let last_event_id = match last_event_id {
+            0 => h.first_seq.saturating_sub(1),
+            id => id,
+        };
         if last_event_id > h.newest || last_event_id + 1 < self.window_start(&h) {
             return None;
         }
@@ -711,6 +728,7 @@ mod tests {
                 // Monday 2024-03-04 10:30 ET: mid-session, no opening-auction burst.
                 market_start: 1_709_566_200_000,
                 skip_closed: true,
+                first_seq: 1,
             },
         )
         .unwrap();

@@ -76,6 +76,7 @@ pub async fn run(
             start_epoch_ms: publisher::epoch_ms(),
             market_start,
             skip_closed: !config.keep_closed_time,
+            first_seq: config.first_seq_at(publisher::epoch_ms()),
         },
     )?;
     let (trigger, stop) = shutdown::channel();

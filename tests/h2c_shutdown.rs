@@ -61,7 +61,15 @@ async fn shutdown_ends_open_streams_and_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_h2c_streams_carry_the_same_headers_and_frames() {
-    let server = common::start(&["--seed", "9", "--cors-origin", "https://dash.example"]).await;
+    let server = common::start(&[
+        "--seed",
+        "9",
+        "--first-seq",
+        "1",
+        "--cors-origin",
+        "https://dash.example",
+    ])
+    .await;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()

@@ -163,9 +163,22 @@ async fn heartbeats_come_on_time_without_id_even_with_no_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_seed_gives_same_updates_on_two_servers() {
-    let a = common::start(&["--seed", "42", "--rate", "10", "--flush-ms", "10"]).await;
-    let b = common::start(&["--seed", "42", "--rate", "10", "--flush-ms", "10"]).await;
-    let c = common::start(&["--seed", "43", "--rate", "10", "--flush-ms", "10"]).await;
+    // The same first seq too: by default ids start from the start-up time.
+    let args = |seed| {
+        [
+            "--seed",
+            seed,
+            "--first-seq",
+            "1",
+            "--rate",
+            "10",
+            "--flush-ms",
+            "10",
+        ]
+    };
+    let a = common::start(&args("42")).await;
+    let b = common::start(&args("42")).await;
+    let c = common::start(&args("43")).await;
     // Give the servers time to generate, then replay from the start on each.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let first_updates = |server: &common::TestServer| {

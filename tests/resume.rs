@@ -4,7 +4,16 @@ mod common;
 
 use common::{http1, SseClient};
 
-const FAST: [&str; 6] = ["--seed", "5", "--rate", "10", "--flush-ms", "20"];
+const FAST: [&str; 8] = [
+    "--seed",
+    "5",
+    "--first-seq",
+    "1",
+    "--rate",
+    "10",
+    "--flush-ms",
+    "20",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_replays_exactly_what_a_connected_client_saw() {
@@ -89,10 +98,16 @@ async fn query_parameter_resumes_and_header_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_event_id_zero_replays_from_the_start() {
-    let server = common::start(&FAST).await;
+    let server = common::start(&["--seed", "5", "--rate", "10"]).await;
+    let (_, _, health) = common::get_json(&server.url("/healthz")).await;
+    let first = health["first_seq"].as_u64().unwrap();
+    assert!(
+        first > 1_700_000_000_000_000,
+        "ids start from the start-up time: {first}"
+    );
     let mut sse =
         SseClient::connect(&http1(), &server.url("/quotes"), &[("last-event-id", "0")]).await;
-    for expected in 1..=200 {
+    for expected in first..first + 200 {
         let event = sse.next_with_id().await;
         assert_ne!(event.event, "snapshot");
         assert_eq!(event.id_num(), expected);
@@ -126,4 +141,41 @@ async fn unusable_ids_start_with_a_snapshot() {
         );
     }
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_from_an_earlier_run_starts_with_a_snapshot() {
+    let client = http1();
+    let before = common::start(&["--seed", "1", "--rate", "20"]).await;
+    let mut sse = SseClient::connect(&client, &before.url("/quotes"), &[]).await;
+    let mut last = 0;
+    for _ in 0..500 {
+        last = sse.next_with_id().await.id_num();
+    }
+    let addr = before.addr;
+    before.stop().await;
+    // Another run on the same address, with another seed, as after a redeploy.
+    let after = common::start_on(addr, &["--seed", "99", "--rate", "20"]).await;
+    let (_, _, health) = common::get_json(&after.url("/healthz")).await;
+    let first = health["first_seq"].as_u64().unwrap();
+    assert!(
+        first > last,
+        "the new run's ids ({first}..) are above the old run's ({last})"
+    );
+    assert!(first < 1 << 53, "JavaScript reads every id exactly");
+    let mut resumed = SseClient::connect(
+        &client,
+        &after.url("/quotes"),
+        &[("last-event-id", &last.to_string())],
+    )
+    .await;
+    let event = resumed.next().await.unwrap();
+    assert_eq!(
+        event.event, "snapshot",
+        "an id of another run is not replayed"
+    );
+    assert!(event.id_num() >= first);
+    let next = resumed.next_with_id().await;
+    assert!(next.id_num() > event.id_num());
+    after.stop().await;
 }

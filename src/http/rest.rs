@@ -40,6 +40,7 @@ pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
                 "symbols": app.feed.specs().len(),
                 "clients": app.feed.clients(),
                 "seq": app.feed.newest_seq(),
+                "first_seq": app.feed.first_seq(),
                 "uptime_s": app.feed.uptime().as_secs(),
             });
             json_bytes(Bytes::from(body.to_string()))

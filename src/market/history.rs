@@ -719,6 +719,7 @@ mod tests {
             start_epoch_ms: 0,
             market_start: live_day().open,
             skip_closed: true,
+            first_seq: 1,
         };
         let sim = Simulator::try_new(specs, config).unwrap();
         for ((spec, h), update) in specs.iter().zip(history).zip(sim.opening_quotes()) {

@@ -54,6 +54,10 @@ const MAX_RATE_HOLD_NS: MarketNs = 300 * 1_000_000_000;
 /// the regular session's mean rate is the requested one.
 pub(crate) const MEAN_VOL_RATIO: f64 = 0.886;
 
+/// Largest first seq: ids stay below 2^53, the largest integer JavaScript reads exactly, for
+/// 2^52 events of a run.
+pub const MAX_FIRST_SEQ: u64 = 1 << 52;
+
 /// Settings of a simulation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimConfig {
@@ -69,6 +73,8 @@ pub struct SimConfig {
     pub market_start: MarketMs,
     /// Jump over nights, weekends and holidays instead of waiting them out.
     pub skip_closed: bool,
+    /// Seq of the first event (at least 1); every later event takes the next one.
+    pub first_seq: u64,
 }
 
 /// A bad simulation setting.
@@ -86,6 +92,8 @@ pub enum SimError {
     },
     #[error("no symbols to simulate")]
     NoSymbols,
+    #[error("the first seq must be from 1 to {MAX_FIRST_SEQ}, got {0}")]
+    FirstSeq(u64),
 }
 
 /// What is due in the queue.
@@ -195,6 +203,9 @@ impl Simulator {
         if specs.is_empty() || specs.len() > u16::MAX as usize {
             return Err(SimError::NoSymbols);
         }
+        if config.first_seq == 0 || config.first_seq > MAX_FIRST_SEQ {
+            return Err(SimError::FirstSeq(config.first_seq));
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut start = config.market_start;
         let day = TradingDay::current_or_next(start);
@@ -242,7 +253,7 @@ impl Simulator {
             };
             let mut quote = Quote {
                 symbol: spec.symbol.clone(),
-                seq: i as u64 + 1,
+                seq: config.first_seq + i as u64,
                 ts: config.start_epoch_ms,
                 market_ts: start,
                 status,
@@ -297,7 +308,7 @@ impl Simulator {
             },
             bar_due: None,
             breaker_level: 0,
-            seq: specs.len() as u64,
+            seq: config.first_seq - 1 + specs.len() as u64,
             config,
         };
         if session == SessionState::Open {
@@ -313,7 +324,7 @@ impl Simulator {
         Ok(sim)
     }
 
-    /// The first quote of every symbol, in symbol order (seq 1..=N).
+    /// The first quote of every symbol, in symbol order (the first N seqs).
     pub fn opening_quotes(&self) -> Vec<Event> {
         self.states
             .iter()
@@ -1011,6 +1022,7 @@ mod tests {
             start_epoch_ms: 1_700_000_000_000,
             market_start: MONDAY_OPEN,
             skip_closed: true,
+            first_seq: 1,
         }
     }
 
