@@ -43,6 +43,8 @@ async fn dashboard_streams_quotes_and_resubscribes_on_one_event_source() {
     let Some(tools) = browser_tools() else { return };
     let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let server = common::start(&server_args(false)).await;
+    // Some minutes of bars for the page to load as history.
+    wait_for_bars(&server, "AAPL", 5).await;
     let browser = Browser::launch(&tools, "dashboard", (1600, 1000)).await;
     let c = &browser.client;
 
@@ -127,6 +129,13 @@ async fn dashboard_streams_quotes_and_resubscribes_on_one_event_source() {
         url.ends_with(&format!("/quotes?symbols={}", requested.join(","))),
         "one stream for all the rows: {url}"
     );
+    // The chart of the first symbol was drawn from history, before any live bar.
+    let chart = wait_js(c, "the AAPL chart from history", CHART_JS, |v| {
+        v["ready"] == true && v["firstPaint"].is_object()
+    })
+    .await;
+    step(&format!("chart: {chart}"));
+    assert_chart_from_history(&chart, "AAPL", 5);
     assert_no_console_errors(&browser, false).await;
 
     // 3. The picker adds a symbol by type-ahead and the page re-subscribes on ONE EventSource.
@@ -200,37 +209,53 @@ async fn dashboard_streams_quotes_and_resubscribes_on_one_event_source() {
     let rows = js(c, ROWS_JS).await;
     assert_eq!(rows.as_array().unwrap().len(), requested.len());
 
-    // 4. Selecting a row charts it; the chart can switch to candles, by keyboard too.
-    step("select NVDA and switch the chart to candles");
+    // 4. Selecting a row charts it; the chart switches to a line and to 5-minute bars, which
+    // load from /bars again.
+    step("select NVDA, switch the chart to a line of 5-minute bars");
     cmd(cmd(c.find(Locator::Css("tr[data-symbol='NVDA'] .sym-btn")))
         .await
         .click())
     .await;
-    cmd(cmd(c.find(Locator::Css("label[for=mode-candles]")))
-        .await
-        .click())
-    .await;
-    let chart = wait_js(
-        c,
-        "the chart to show NVDA candles",
-        "const s = window.tickcast.state(); return {selected: s.selected, mode: s.chartMode, \
-         title: document.querySelector('#chart-symbol').textContent, \
-         label: document.querySelector('#chart').getAttribute('aria-label')}",
-        |v| {
-            v["selected"] == "NVDA"
-                && v["mode"] == "candles"
-                && v["title"] == "NVDA"
-                && v["label"]
-                    .as_str()
-                    .is_some_and(|l| l.starts_with("NVDA 5-second candle chart"))
-        },
-    )
-    .await;
-    step(&format!("chart: {chart}"));
     cmd(cmd(c.find(Locator::Css("label[for=mode-line]")))
         .await
         .click())
     .await;
+    cmd(cmd(c.find(Locator::Css("label[for=iv-5m]"))).await.click()).await;
+    let chart = wait_js(
+        c,
+        "the chart to show a line of NVDA's 5-minute bars",
+        "const s = window.tickcast.state(); return {selected: s.selected, mode: s.chartMode, \
+         interval: s.interval, title: document.querySelector('#chart-symbol').textContent, \
+         chart: window.tickcast.chart(), search: location.search, \
+         label: document.querySelector('#chart').getAttribute('aria-label')}",
+        |v| {
+            v["selected"] == "NVDA"
+                && v["mode"] == "line"
+                && v["interval"] == "5m"
+                && v["title"] == "NVDA"
+                && v["chart"]["ready"] == true
+                && v["label"].as_str().is_some_and(|l| {
+                    l.starts_with("NVDA 5m line chart of closes: ") && l.contains(" ET, last ")
+                })
+        },
+    )
+    .await;
+    step(&format!("chart: {chart}"));
+    assert!(
+        chart["chart"]["historyBars"].as_u64() >= Some(1),
+        "5-minute bars from history: {chart}"
+    );
+    assert!(
+        chart["search"]
+            .as_str()
+            .is_some_and(|s| s.contains("chart=NVDA") && s.contains("interval=5m")),
+        "the URL keeps the chart: {chart}"
+    );
+    cmd(cmd(c.find(Locator::Css("label[for=mode-candles]")))
+        .await
+        .click())
+    .await;
+    cmd(cmd(c.find(Locator::Css("label[for=iv-1m]"))).await.click()).await;
 
     // 5. Screenshots: dark (for the README), light, and at phone width.
     let target = target_dir();
@@ -240,8 +265,8 @@ async fn dashboard_streams_quotes_and_resubscribes_on_one_event_source() {
         json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
     )
     .await;
-    // Some history for the charts to draw (the page keeps its own; nothing is back-filled).
-    tokio::time::sleep_until(opened + Duration::from_secs(15)).await;
+    // A few more live minutes on top of the history the charts loaded.
+    tokio::time::sleep_until(opened + Duration::from_secs(12)).await;
     let png = target.join("dashboard.png");
     screenshot(c, &png).await;
     cdp(
@@ -382,6 +407,8 @@ async fn dashboard_reconnects_after_server_restart_without_reload() {
 
     step(&format!("restart the server on {addr}"));
     let applied = js(c, "return window.tickcast.state().applied").await;
+    let before = js(c, "return window.tickcast.clock().marketTs").await;
+    let before = before.as_f64().unwrap();
     let server = common::start_on(addr, &server_args(true)).await;
     let conn = wait_js(c, "the indicator to show live again", CONN_JS, |v| {
         v["state"] == "live"
@@ -413,6 +440,24 @@ async fn dashboard_reconnects_after_server_restart_without_reload() {
             .all(|r| is_decimal(r["price"].as_str().unwrap())),
         "the table is whole again: {rows}"
     );
+    // The new server's market starts at midday again: the clock follows it back, and the chart
+    // is drawn from the new server's bars, not the old ones.
+    let clock = wait_js(
+        c,
+        "the market clock to follow the restarted server",
+        "return {clock: window.tickcast.clock(), chart: window.tickcast.chart(), \
+         resets: window.tickcast.state().resets}",
+        |v| {
+            v["resets"] == 1
+                && v["clock"]["marketTs"].as_f64().is_some_and(|t| t < before)
+                && v["chart"]["ready"] == true
+                && v["chart"]["newestStart"]
+                    .as_f64()
+                    .is_some_and(|t| t <= v["clock"]["marketTs"].as_f64().unwrap())
+        },
+    )
+    .await;
+    step(&format!("after the restart: {clock}"));
 
     // Refused connections while the server was down are logged by the browser as network
     // errors; nothing else may be.
@@ -421,11 +466,272 @@ async fn dashboard_reconnects_after_server_restart_without_reload() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_halts_the_tape_and_the_market_clock() {
+    let Some(tools) = browser_tools() else { return };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    // Slower: a market minute is 2 s, so a halt of 2 minutes shows for 4 s.
+    let server = common::start(&[
+        "--seed",
+        "1",
+        "--speed",
+        "30",
+        "--retry-ms",
+        "500",
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--web-dir",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/web"),
+    ])
+    .await;
+    wait_for_bars(&server, "AAPL", 3).await;
+    let browser = Browser::launch(&tools, "halt", (1400, 900)).await;
+    let c = &browser.client;
+
+    // 1. The chart is drawn from /bars before the first live bar, and its bars are the server's.
+    cmd(c.goto(&server.url("/?symbols=AAPL,MSFT,SPY"))).await;
+    let chart = wait_js(c, "the AAPL chart from history", CHART_JS, |v| {
+        v["ready"] == true && v["firstPaint"].is_object()
+    })
+    .await;
+    step(&format!("chart: {chart}"));
+    assert_chart_from_history(&chart, "AAPL", 3);
+    let chart = wait_js(c, "a live bar on the chart", CHART_JS, |v| {
+        v["liveBars"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(
+        chart["barsAtFirstLiveBar"].as_u64() >= Some(3),
+        "history was on the chart when the first live bar came: {chart}"
+    );
+    wait_bars_match_server(c, "1m").await;
+    // 5-minute bars: the open one is aggregated in the page from the minutes, history and live.
+    step("switch to 5-minute bars");
+    cmd(cmd(c.find(Locator::Css("label[for=iv-5m]"))).await.click()).await;
+    wait_js(c, "the 5-minute chart", CHART_JS, |v| {
+        v["interval"] == "5m" && v["ready"] == true
+    })
+    .await;
+    wait_js(c, "live minutes on the 5-minute chart", CHART_JS, |v| {
+        v["liveBars"].as_u64() >= Some(2)
+    })
+    .await;
+    wait_bars_match_server(c, "5m").await;
+
+    // 2. The market clock: the session, ET time ticking in market time, the next close.
+    let clock = wait_js(c, "the market clock", CLOCK_JS, |v| {
+        v["state"] == "open" && v["label"] == "Market open"
+    })
+    .await;
+    step(&format!("clock: {clock}"));
+    assert!(
+        clock["next"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("closes in ")),
+        "{clock}"
+    );
+    let (_, _, server_clock) = common::get_json(&server.url("/clock")).await;
+    let drift =
+        (clock["marketTs"].as_f64().unwrap() - server_clock["market_ts"].as_f64().unwrap()).abs();
+    assert!(
+        drift < 60_000.0,
+        "the page's market time is within a market minute (2 s) of /clock: {drift} ms, {clock}, {server_clock}"
+    );
+    let shown = clock["time"].as_str().unwrap().to_string();
+    assert!(shown.len() == 8 && shown.as_bytes()[2] == b':', "{clock}");
+    wait_js(c, "the clock to tick", CLOCK_JS, |v| {
+        v["time"] != shown.as_str()
+    })
+    .await;
+
+    // 3. The time and sales of the charted symbol gets new rows, newest on top.
+    let tape = wait_js(c, "trades on the tape", TAPE_JS, |v| {
+        v.as_array().is_some_and(|rows| !rows.is_empty())
+    })
+    .await;
+    let newest = tape[0]["seq"].as_str().unwrap().to_string();
+    let tape = wait_js(c, "a new trade on the tape", TAPE_JS, |v| {
+        v[0]["seq"].as_str().is_some_and(|s| s != newest)
+    })
+    .await;
+    step(&format!("tape: {}", tape[0]));
+    let seqs: Vec<u64> = tape
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {tape}");
+    assert!(seqs.len() <= 40, "the tape is bounded: {} rows", seqs.len());
+    for row in tape.as_array().unwrap() {
+        let time = row["time"].as_str().unwrap();
+        assert!(time.len() == 8 && time.as_bytes()[5] == b':', "{row}");
+        assert!(is_decimal(row["price"].as_str().unwrap()), "{row}");
+    }
+
+    // 4. A halt requested through /scenario: the badge comes within seconds, with its reason,
+    // and goes when trading resumes, which the tape shows as a reopening print (R).
+    step("halt AAPL for 2 market minutes through POST /scenario");
+    let http = reqwest::Client::new();
+    let response = http
+        .post(server.url("/scenario"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"kind": "halt", "symbols": ["AAPL"], "minutes": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let applied: Value = response.json().await.unwrap();
+    assert_eq!(applied["halted"], json!(["AAPL"]), "{applied}");
+    let asked = Instant::now();
+    let halt = wait_js(c, "the HALTED badge", HALT_JS, |v| {
+        v["row"] == true && v["banner"] == true
+    })
+    .await;
+    step(&format!("halt shown after {:?}: {halt}", asked.elapsed()));
+    assert!(
+        halt["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Requested halt") && t.contains("for ")),
+        "reason and time since the halt: {halt}"
+    );
+    assert_eq!(halt["others"], 0, "only AAPL is halted: {halt}");
+    assert_eq!(halt["announced"], "AAPL trading halted: Requested halt.");
+    let halt = wait_js(c, "the badge to clear on resumption", HALT_JS, |v| {
+        v["row"] == false && v["banner"] == false
+    })
+    .await;
+    step(&format!("halt cleared after {:?}: {halt}", asked.elapsed()));
+    assert!(
+        asked.elapsed() >= Duration::from_secs(3),
+        "the halt lasted its 2 market minutes (4 s)"
+    );
+    assert_eq!(halt["announced"], "AAPL trading resumed.");
+    wait_js(c, "the reopening print on the tape", TAPE_JS, |v| {
+        v.as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["conditions"] == "R"))
+    })
+    .await;
+
+    assert_no_console_errors(&browser, false).await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// The admin token of the halt test's server.
+const ADMIN_TOKEN: &str = "browser-test-admin-token";
+
+/// Waits until the server has at least `n` bars of `symbol` (closed or open).
+async fn wait_for_bars(server: &common::TestServer, symbol: &str, n: usize) {
+    let url = server.url(&format!("/bars?symbols={symbol}&interval=1m"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, _, body) = common::get_json(&url).await;
+        let have = body[symbol].as_array().map_or(0, Vec::len);
+        if have >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server has {have} bars of {symbol} after {WAIT:?}, wanted {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The chart's first paint showed at least `at_least` bars from history (live events that
+/// came while it loaded may have joined them, never replaced them).
+fn assert_chart_from_history(chart: &Value, symbol: &str, at_least: u64) {
+    let first = &chart["firstPaint"];
+    assert_eq!(first["symbol"], symbol, "{chart}");
+    let history = first["historyBars"].as_u64().unwrap();
+    assert!(
+        history >= at_least,
+        "at least {at_least} bars from /bars: {chart}"
+    );
+    assert!(
+        first["bars"].as_u64().unwrap() >= history.min(10),
+        "the first paint drew them: {chart}"
+    );
+    assert!(
+        first["liveBars"].as_u64() <= Some(2),
+        "drawn as soon as the history came: {chart}"
+    );
+    let at_live = chart["barsAtFirstLiveBar"].as_i64().unwrap();
+    assert!(
+        at_live == -1 || at_live >= at_least as i64,
+        "history was there when the first live bar came: {chart}"
+    );
+}
+
+/// Waits until the chart's bars, the open one included, are the server's: it may take a
+/// moment for the page to see the events that /bars already counts.
+async fn wait_bars_match_server(c: &Client, interval: &str) {
+    let compare = BARS_MATCH_JS.replace("INTERVAL", interval);
+    let result = wait_js(
+        c,
+        &format!("the {interval} bars to be the server's"),
+        &compare,
+        |v| {
+            v["interval"] == interval
+                && v["compared"].as_u64() >= Some(2)
+                && v["different"] == json!([])
+        },
+    )
+    .await;
+    step(&format!("{interval} bars match /bars: {result}"));
+}
+
 // ---- page scripts ----------------------------------------------------------------------------
 
 /// Each row's symbol and shown price, in table order.
 const ROWS_JS: &str = "return [...document.querySelectorAll('#quotes tbody tr')].map(tr => ({
     symbol: tr.dataset.symbol, price: tr.querySelector('.c-last').textContent }))";
+
+/// The chart's state (`window.tickcast.chart()`).
+const CHART_JS: &str = "return window.tickcast.chart()";
+
+/// The market clock as shown, and the page's market time.
+const CLOCK_JS: &str = "const c = window.tickcast.clock(); return {
+    state: document.querySelector('#clock').dataset.state,
+    label: document.querySelector('#clock-state').textContent,
+    time: document.querySelector('#clock-time').textContent,
+    next: document.querySelector('#clock-next').textContent,
+    marketTs: c.marketTs, speed: c.speed }";
+
+/// The time-and-sales rows, newest first.
+const TAPE_JS: &str = "return [...document.querySelectorAll('#tape-body tr')].map(tr => ({
+    seq: tr.dataset.seq, time: tr.cells[0].textContent, price: tr.cells[1].textContent,
+    size: tr.cells[2].textContent, conditions: tr.cells[3].textContent }))";
+
+/// AAPL's halt badge in its row and above the chart, and what was announced.
+const HALT_JS: &str = "const b = document.querySelector('#chart-halt'); return {
+    row: !document.querySelector('tr[data-symbol=AAPL] .halt-badge').hidden,
+    banner: !b.hidden, text: b.textContent.replace(/\\s+/g, ' ').trim(),
+    others: document.querySelectorAll(
+        '#quotes-body tr:not([data-symbol=AAPL]) .halt-badge:not([hidden])').length,
+    announced: document.querySelector('#announcer').textContent }";
+
+/// The chart's bars against `GET /bars` of the same interval, fetched by the page: the ones
+/// that differ (a bar missing from the chart differs too).
+const BARS_MATCH_JS: &str = r#"
+const chart = window.tickcast.chart();
+return fetch(`bars?symbols=${chart.symbol}&interval=INTERVAL&limit=100`)
+  .then(r => r.json())
+  .then(answer => {
+    const server = answer[chart.symbol];
+    const mine = new Map(window.tickcast.bars(400).map(b => [b.t, b]));
+    const different = [];
+    for (const b of server) {
+      const m = mine.get(b.start);
+      const same = m && m.o === parseFloat(b.open) && m.h === parseFloat(b.high)
+        && m.l === parseFloat(b.low) && m.c === parseFloat(b.close)
+        && m.v === b.volume && m.n === b.trades;
+      if (!same) different.push({ server: b, page: m || null });
+    }
+    return { interval: chart.interval, compared: server.length, different: different.slice(0, 3) };
+  });
+"#;
 
 /// What the connection indicator shows.
 const CONN_JS: &str = "const c = document.querySelector('#conn'); return {
@@ -472,7 +778,8 @@ function record(n, from, spanMs) {
     s.lo = Math.min(s.lo, s.p);
     s.vol += 100;
     const change = s.p - s.prev;
-    const q = { ...s.q, seq: seq++, ts: Math.round(t0 + (i / n) * spanMs), price: s.p.toFixed(2),
+    const q = { ...s.q, seq: seq++, ts: Math.round(t0 + (i / n) * spanMs),
+      market_ts: s.q.market_ts + (from + i) * 50, price: s.p.toFixed(2),
       bid: (s.p - 0.01).toFixed(2), ask: (s.p + 0.01).toFixed(2), last_size: 100, volume: s.vol,
       high: s.hi.toFixed(2), low: s.lo.toFixed(2), change: change.toFixed(2),
       change_pct: (change / s.prev * 100).toFixed(2) };

@@ -9,7 +9,7 @@
 // passing the last id as `lastEventId` in the query.
 
 /** The named events of the server contract. */
-export const EVENT_TYPES = Object.freeze(['snapshot', 'quote', 'heartbeat']);
+export const EVENT_TYPES = Object.freeze(['snapshot', 'quote', 'trade', 'bar', 'status', 'session', 'heartbeat']);
 
 /** Connection states shown by the indicator. */
 export const State = Object.freeze({
