@@ -298,6 +298,7 @@ mod tests {
                     reason: Reason::LuldPause,
                     limit_up: Some(d("196.59")),
                     limit_down: None,
+                    resumes_at: Some(1709566500000),
                 },
             ),
             Event::Session(SessionEvent {
@@ -318,7 +319,7 @@ id: 11
 data: {"symbol":"AAPL","seq":11,"ts":1732480000123,"market_ts":1709566200000,"interval":"1m","start":1709566140000,"open":"187.20","high":"187.25","low":"187.19","close":"187.23","volume":1240,"trades":9,"vwap":"187.2214"}"#,
             r#"event: status
 id: 12
-data: {"symbol":"AAPL","seq":12,"ts":1732480000123,"market_ts":1709566200000,"status":"halted","reason":"luld_pause","limit_up":"196.59","limit_down":null}"#,
+data: {"symbol":"AAPL","seq":12,"ts":1732480000123,"market_ts":1709566200000,"status":"halted","reason":"luld_pause","limit_up":"196.59","limit_down":null,"resumes_at":1709566500000}"#,
             r#"event: session
 id: 13
 data: {"seq":13,"ts":1732480000123,"market_ts":1709566200000,"state":"open","next_open":1709649000000,"next_close":1709586000000}"#,

@@ -427,6 +427,11 @@ async fn a_requested_halt_shows_on_the_stream_and_ends() {
         }
     };
     assert_eq!(halted["reason"], "requested");
+    assert_eq!(
+        halted["resumes_at"].as_i64(),
+        Some(at + 60_000),
+        "one minute"
+    );
     assert_eq!(halted["market_ts"].as_i64(), Some(at));
     // One market minute at 30x: two seconds; nothing trades meanwhile.
     loop {

@@ -293,17 +293,18 @@ function applyStatus(s) {
     return;
   }
   clock.noteEvent(s.market_ts);
-  setStatus(row, s.status, s.reason, s.market_ts);
+  setStatus(row, s.status, s.reason, s.market_ts, s.resumes_at);
   row.bands = { up: num(s.limit_up), down: num(s.limit_down) };
   dirty.add(row);
   if (s.symbol === selected) chartDirty = true;
 }
 
 /**
- * A symbol's trading status, from a quote (no reason) or a status event (with one). A halt
- * keeps when it began and, for a LULD pause, when it ends; anything but `halted` clears it.
+ * A symbol's trading status, from a quote (no reason) or a status event (with one, and when
+ * the halt ends: `resumes_at`). A halt keeps when it began and when it ends, if known; anything
+ * but `halted` clears it.
  */
-function setStatus(row, status, reason, marketTs) {
+function setStatus(row, status, reason, marketTs, resumesAt) {
   row.status = status;
   if (status === 'halted') {
     if (row.halt && (!reason || row.halt.reason === reason)) return;
@@ -311,7 +312,7 @@ function setStatus(row, status, reason, marketTs) {
     row.halt = {
       reason,
       since,
-      until: reason === 'luld_pause' ? since + LULD_PAUSE_MS : null,
+      until: resumesAt ?? (reason === 'luld_pause' ? since + LULD_PAUSE_MS : null),
     };
     if (row.symbol === selected) announce(`${row.symbol} trading halted${reason ? ': ' + HALT_REASONS[reason] : ''}.`);
   } else if (row.halt) {

@@ -176,6 +176,9 @@ pub struct StatusEvent {
     /// LULD bands, in the regular session only (`null` otherwise).
     pub limit_up: Option<Decimal>,
     pub limit_down: Option<Decimal>,
+    /// While halted: when trading resumes (market epoch ms), with a reopening auction in the
+    /// regular session. `null` otherwise.
+    pub resumes_at: Option<MarketMs>,
 }
 
 /// `event: session`: the market's session changed.

@@ -856,6 +856,7 @@ impl Simulator {
                 reason,
                 limit_up: state.quote.limit_up,
                 limit_down: state.quote.limit_down,
+                resumes_at: state.luld.halted.map(|until| until.div_euclid(1_000_000)),
             },
         ));
     }
