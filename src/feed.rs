@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::market::clock::{ClockAnchor, MarketMs};
 use crate::market::events::MARKET_WIDE;
@@ -23,8 +22,10 @@ use crate::market::{Kind, Symbol, SymbolSpec};
 use crate::metrics::Metrics;
 use crate::sse::{Batch, FrameIndex};
 
-/// [`Feed::write_gap`] is this many times the clients' average lateness.
-const LATENESS_FACTOR: u64 = 2;
+/// Below this share of the runtime's time spent working, clients are written at once.
+const IDLE_BELOW: f64 = 0.65;
+/// From this share on, clients wait the whole flush window between writes.
+const BUSY_FROM: f64 = 0.85;
 
 /// Largest chunk a client is handed in one write while catching up from history. A client far
 /// behind gets several chunks in a row; this bounds what the HTTP layer buffers per client.
@@ -199,8 +200,6 @@ pub struct Collected {
     pub bytes: KindCounts,
     /// Events of the client's subscription skipped by conflation.
     pub conflated: u64,
-    /// When the oldest batch in `parts` was published: how late this write is.
-    pub oldest: Option<Instant>,
 }
 
 impl Collected {
@@ -231,7 +230,7 @@ pub struct Cursor {
 /// Recent batches, for replay and catch-up, and the latest event of each kind per symbol.
 #[derive(Debug, Default)]
 struct History {
-    batches: VecDeque<Published>,
+    batches: VecDeque<Arc<Batch>>,
     /// Events held in `batches`.
     held: usize,
     /// Seq of the newest event published.
@@ -240,13 +239,6 @@ struct History {
     first_seq: u64,
     /// Latest event per symbol and kind, at `slot(symbol, kind)`; session events last.
     latest: Vec<Latest>,
-}
-
-/// A batch and when it was published.
-#[derive(Debug)]
-struct Published {
-    batch: Arc<Batch>,
-    at: Instant,
 }
 
 /// Kinds kept per symbol in [`History::latest`].
@@ -264,11 +256,11 @@ fn slot(symbol: u16, kind: Kind, symbols: usize) -> usize {
 impl History {
     /// The batches holding updates after `seq`, each with how many of its frames come at or
     /// before `seq` (to skip).
-    fn after(&self, seq: u64) -> impl Iterator<Item = (&Batch, usize, Instant)> {
-        let first = self.batches.partition_point(|b| b.batch.last_seq() <= seq);
-        self.batches.range(first..).map(move |p| {
-            let skip = (seq + 1).saturating_sub(p.batch.first_seq) as usize;
-            (&*p.batch, skip, p.at)
+    fn after(&self, seq: u64) -> impl Iterator<Item = (&Batch, usize)> {
+        let first = self.batches.partition_point(|b| b.last_seq() <= seq);
+        self.batches.range(first..).map(move |batch| {
+            let skip = (seq + 1).saturating_sub(batch.first_seq) as usize;
+            (&**batch, skip)
         })
     }
 }
@@ -287,9 +279,9 @@ struct Shared {
     clients: AtomicUsize,
     metrics: Metrics,
     started: tokio::time::Instant,
-    /// Moving average of how late clients write, nanoseconds: the measure of load that
-    /// [`Feed::write_gap`] paces by.
-    lateness_ns: AtomicU64,
+    /// Share of time the runtime's workers were busy lately, in millionths: the measure of
+    /// load that [`Feed::write_gap`] paces by.
+    busy_ppm: AtomicU64,
 }
 
 /// Cheap handle to the shared feed state.
@@ -329,7 +321,7 @@ impl Feed {
                 clients: AtomicUsize::new(0),
                 metrics: Metrics::default(),
                 started: tokio::time::Instant::now(),
-                lateness_ns: AtomicU64::new(0),
+                busy_ppm: AtomicU64::new(0),
             }),
         }
     }
@@ -424,14 +416,11 @@ impl Feed {
                 latest.json = batch.json(i);
             }
             h.held += count;
-            h.batches.push_back(Published {
-                batch,
-                at: Instant::now(),
-            });
+            h.batches.push_back(batch);
             // Drop whole batches that lie entirely outside the window.
             while let Some(front) = h.batches.front() {
-                if h.held - front.batch.len() >= self.shared.history_limit {
-                    h.held -= front.batch.len();
+                if h.held - front.len() >= self.shared.history_limit {
+                    h.held -= front.len();
                     h.batches.pop_front();
                 } else {
                     break;
@@ -495,7 +484,7 @@ impl Feed {
         }
         // Count the subscribed events after the id, to know the running total at the id.
         let mut after = 0;
-        for (batch, skip, _) in h.after(last_event_id) {
+        for (batch, skip) in h.after(last_event_id) {
             after += batch.frames[skip..].iter().filter(|f| sub.wants(f)).count() as u64;
         }
         Some(Cursor {
@@ -522,9 +511,7 @@ impl Feed {
         let mut bytes = KindCounts::default();
         let mut copy = BytesMut::new();
         let everything = sub.is_everything();
-        let mut oldest = None;
-        for (batch, skip, at) in h.after(cursor.seq) {
-            oldest.get_or_insert(at);
+        for (batch, skip) in h.after(cursor.seq) {
             if everything {
                 let part = batch.frames_from(skip);
                 size += part.len();
@@ -561,7 +548,6 @@ impl Feed {
             counts,
             bytes,
             conflated: 0,
-            oldest,
         }
     }
 
@@ -599,27 +585,24 @@ impl Feed {
             counts,
             bytes,
             conflated,
-            oldest: None,
         }
     }
 
-    /// Records that a client wrote `late` after the oldest batch it wrote was published.
-    pub fn observe_lateness(&self, late: Duration) {
-        // A lossy moving average (1/32 per sample): concurrent updates may drop a sample,
-        // which does not matter for a load measure and keeps this one relaxed load and store.
-        let cell = &self.shared.lateness_ns;
-        let old = cell.load(Ordering::Relaxed);
-        let late = late.as_nanos().min(u64::MAX as u128 / 2) as u64;
-        cell.store(old - old / 32 + late / 32, Ordering::Relaxed);
+    /// Records the share of time (0 to 1) the runtime's workers spent working lately.
+    pub fn set_busy(&self, share: f64) {
+        let ppm = (share.clamp(0.0, 1.0) * 1e6) as u64;
+        self.shared.busy_ppm.store(ppm, Ordering::Relaxed);
     }
 
-    /// How long a client should wait after a write before the next one: nothing while clients
-    /// are written promptly, growing with their lateness (twice the average) up to `max`
-    /// (`--flush-ms`). Idle, every event goes out as soon as it is published; busy, writes
-    /// batch up to `max`, which bounds writes per client per second and so the CPU.
+    /// How long a client should wait after a write before the next one: nothing while the
+    /// server has time to spare (busy under [`IDLE_BELOW`]), then growing with the load up to
+    /// `max` (`--flush-ms`) from [`BUSY_FROM`] on. Idle, every event goes out as soon as it is
+    /// published; busy, writes batch up, which bounds writes per client per second and so the
+    /// CPU, so that the server keeps up with every client instead of falling behind them all.
     pub fn write_gap(&self, max: Duration) -> Duration {
-        let late = self.shared.lateness_ns.load(Ordering::Relaxed);
-        Duration::from_nanos(late.saturating_mul(LATENESS_FACTOR)).min(max)
+        let busy = self.shared.busy_ppm.load(Ordering::Relaxed) as f64 / 1e6;
+        let share = ((busy - IDLE_BELOW) / (BUSY_FROM - IDLE_BELOW)).clamp(0.0, 1.0);
+        max.mul_f64(share)
     }
 
     /// First seq of the replay window: the last `history_limit` events, if held.
@@ -930,30 +913,22 @@ mod tests {
     }
 
     #[test]
-    fn the_write_gap_follows_lateness_up_to_the_flush_window() {
+    fn the_write_gap_follows_the_load_up_to_the_flush_window() {
         let (feed, _) = setup(10);
         let flush = Duration::from_millis(20);
         assert_eq!(feed.write_gap(flush), Duration::ZERO, "idle: write at once");
-        for _ in 0..200 {
-            feed.observe_lateness(Duration::from_millis(3));
-        }
-        let gap = feed.write_gap(flush);
+        feed.set_busy(0.6);
+        assert_eq!(feed.write_gap(flush), Duration::ZERO, "time to spare");
+        feed.set_busy(0.75);
+        let half = feed.write_gap(flush);
         assert!(
-            gap > Duration::from_millis(5) && gap <= Duration::from_millis(6),
-            "twice the lateness: {gap:?}"
+            half > Duration::from_millis(9) && half < Duration::from_millis(11),
+            "{half:?}"
         );
-        for _ in 0..200 {
-            feed.observe_lateness(Duration::from_millis(50));
-        }
-        assert_eq!(
-            feed.write_gap(flush),
-            flush,
-            "busy: at most the flush window"
-        );
-        for _ in 0..400 {
-            feed.observe_lateness(Duration::ZERO);
-        }
-        assert!(feed.write_gap(flush) < Duration::from_millis(1), "and back");
+        feed.set_busy(1.0);
+        assert_eq!(feed.write_gap(flush), flush, "busy: the whole window");
+        feed.set_busy(0.1);
+        assert_eq!(feed.write_gap(flush), Duration::ZERO, "and back");
     }
 
     #[test]

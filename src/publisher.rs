@@ -123,10 +123,74 @@ pub async fn run_market(
     }
 }
 
+/// Runs [`run_market`] on a thread of its own, with its own single-threaded runtime, and
+/// returns a handle that completes when it does.
+///
+/// Client streams keep the main runtime busy in waves (each batch wakes every client); on the
+/// same runtime the market task would queue behind a wave and publish late, adding up to a
+/// wave's length to every event's latency. On its own thread the operating system runs it
+/// when its timer fires.
+pub fn spawn_market(
+    out: Outlets,
+    sim: Simulator,
+    started: Instant,
+    flush: Duration,
+    scenarios: mpsc::Receiver<ScenarioRequest>,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build();
+        match runtime {
+            Ok(runtime) => {
+                runtime.block_on(run_market(out, sim, started, flush, scenarios, shutdown))
+            }
+            Err(e) => tracing::error!("cannot start the market's runtime: {e}"),
+        }
+    })
+}
+
 /// Publishes every symbol's opening quote (seq 1..=N) as the first batch.
 pub fn publish_opening(out: &Outlets, sim: &Simulator) {
     out.publish(&sim.opening_quotes());
     out.feed.set_clock(sim.anchor(0));
+}
+
+/// How often the runtime's load is sampled for pacing.
+const LOAD_SAMPLE: Duration = Duration::from_millis(50);
+
+/// Measures, every [`LOAD_SAMPLE`], the share of time the runtime's workers spent working and
+/// hands it to the feed, which paces client writes by it ([`Feed::write_gap`]). The workers'
+/// busy time includes the system calls they make, so it is the server's CPU as clients see it.
+pub async fn run_load_meter(feed: Feed, mut shutdown: Shutdown) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let workers = metrics.num_workers().max(1);
+    let busy = || -> Duration {
+        (0..workers)
+            .map(|w| metrics.worker_total_busy_duration(w))
+            .sum()
+    };
+    let mut last = (Instant::now(), busy());
+    let mut smoothed = 0.0;
+    let mut ticks = tokio::time::interval(LOAD_SAMPLE);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = (Instant::now(), busy());
+        let wall = now.0.saturating_duration_since(last.0).as_secs_f64() * workers as f64;
+        if wall > 0.0 {
+            let share = now.1.saturating_sub(last.1).as_secs_f64() / wall;
+            // Half of each new sample: follows a change within a few samples, ignores a blip.
+            smoothed = 0.5 * smoothed + 0.5 * share.min(1.0);
+            feed.set_busy(smoothed);
+        }
+        last = now;
+    }
 }
 
 /// Publishes a heartbeat frame every `every`, encoded once for all streams.

@@ -90,14 +90,15 @@ pub async fn run(
         bars: app.bars.clone(),
     };
     publisher::publish_opening(&outlets, &sim);
-    let market = tokio::spawn(publisher::run_market(
+    let market = publisher::spawn_market(
         outlets,
         sim,
         started,
         app.config.flush(),
         scenario_rx,
         stop.clone(),
-    ));
+    );
+    let load_meter = tokio::spawn(publisher::run_load_meter(app.feed.clone(), stop.clone()));
     let heartbeat = tokio::spawn(publisher::run_heartbeat(
         app.feed.clone(),
         app.config.heartbeat(),
@@ -114,7 +115,7 @@ pub async fn run(
         );
     }
     serve(listener, app, shutdown_signal).await;
-    let _ = tokio::join!(market, heartbeat);
+    let _ = tokio::join!(market, heartbeat, load_meter);
     tracing::info!("stopped");
     Ok(())
 }

@@ -184,14 +184,7 @@ impl QuoteStream {
                 self.feed
                     .metrics()
                     .wrote_market(&collected.counts, &collected.bytes);
-                // Lateness: how long after it could have written (the oldest batch was out and
-                // its own gap over) the client actually wrote; not the gap it chose to wait.
                 let now = Instant::now();
-                if let Some(oldest) = collected.oldest {
-                    let could = oldest.max(self.next_write);
-                    self.feed
-                        .observe_lateness(now.saturating_duration_since(could));
-                }
                 let chunk = Chunk {
                     events: collected.events(),
                     parts: collected.parts,
