@@ -106,15 +106,17 @@ impl Metrics {
         self.writes.fetch_add(1, Relaxed);
     }
 
-    /// Counts one write of market events: `events[k]` events of kind `k` in `bytes[k]` bytes.
-    pub fn wrote_market(&self, events: &[u64; 5], bytes: &[u64; 5]) {
+    /// Counts `writes` writes of market events: `events[k]` events of kind `k` in `bytes[k]`
+    /// bytes. Streams add up several writes before they call this, so that thousands of
+    /// clients do not all update the same counters at every write.
+    pub fn wrote_market(&self, events: &[u64; 5], bytes: &[u64; 5], writes: u64) {
         for kind in Kind::ALL {
             let k = kind as usize;
             if events[k] > 0 {
                 self.sent(EventKind::of(kind), events[k], bytes[k]);
             }
         }
-        self.writes.fetch_add(1, Relaxed);
+        self.writes.fetch_add(writes, Relaxed);
     }
 
     /// Counts `events` events of `kind` in `bytes` bytes.

@@ -94,7 +94,37 @@ pub struct QuoteStream {
     newest: watch::Receiver<u64>,
     heartbeat: watch::Receiver<Bytes>,
     shutdown: Shutdown,
+    /// Writes not yet added to the shared counters.
+    tally: Tally,
     _slot: ClientGuard,
+}
+
+/// Writes a stream adds up before it updates the shared counters.
+const TALLY_WRITES: u64 = 16;
+
+/// A stream's writes of market events since it last updated the shared counters.
+#[derive(Debug, Default)]
+struct Tally {
+    events: [u64; 5],
+    bytes: [u64; 5],
+    writes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, collected: &crate::feed::Collected) {
+        for k in 0..5 {
+            self.events[k] += collected.counts[k];
+            self.bytes[k] += collected.bytes[k];
+        }
+        self.writes += 1;
+    }
+
+    fn flush(&mut self, metrics: &crate::metrics::Metrics) {
+        if self.writes > 0 {
+            metrics.wrote_market(&self.events, &self.bytes, self.writes);
+        }
+        *self = Tally::default();
+    }
 }
 
 impl QuoteStream {
@@ -153,6 +183,7 @@ impl QuoteStream {
             newest,
             heartbeat,
             shutdown,
+            tally: Tally::default(),
             _slot: slot,
         }
     }
@@ -181,9 +212,10 @@ impl QuoteStream {
                 if collected.parts.is_empty() {
                     continue;
                 }
-                self.feed
-                    .metrics()
-                    .wrote_market(&collected.counts, &collected.bytes);
+                self.tally.add(&collected);
+                if self.tally.writes >= TALLY_WRITES {
+                    self.tally.flush(self.feed.metrics());
+                }
                 let now = Instant::now();
                 let chunk = Chunk {
                     events: collected.events(),
@@ -241,6 +273,7 @@ impl QuoteStream {
 
 impl Drop for QuoteStream {
     fn drop(&mut self) {
+        self.tally.flush(self.feed.metrics());
         tracing::debug!(cursor = self.cursor.seq, "stream closed");
     }
 }
