@@ -93,10 +93,11 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
 
-    /// Minimum milliseconds between two writes of quotes to one client: updates due in between
-    /// go out together in one write. 0 writes every update as soon as it is due. The default,
-    /// about one 60 Hz frame, is below what a person watching a dashboard can notice and about
-    /// halves the server's CPU per client against 0 (docs/BENCHMARKS.md).
+    /// Longest pause, in milliseconds, between two writes to one client. While the server has
+    /// time to spare every event goes out at once; as it gets busy, each client waits up to
+    /// this long between writes and events due meanwhile go out together, which bounds the
+    /// writes per client and so the CPU. 0 never waits. The default is about one 60 Hz frame
+    /// (docs/BENCHMARKS.md#pacing).
     #[arg(long, env = "TICKCAST_FLUSH_MS", default_value_t = 20)]
     pub flush_ms: u64,
 

@@ -2,9 +2,9 @@
 //!
 //! Feed time is the time since the simulator started, read from tokio's clock (so tests can
 //! pause it). The simulator decides *what* happens and *when* in feed time; this module only
-//! decides when to publish: what is due, as one encoded batch. While clients keep up it
-//! publishes each event as soon as it is due (at most every [`MIN_PUBLISH_INTERVAL`]); as they
-//! fall behind, it batches like they do, up to [`MAX_PUBLISH_INTERVAL`]. How often each client
+//! decides when to publish: what is due, as one encoded batch. While the server has time to
+//! spare it publishes each event as soon as it is due (at most every [`MIN_PUBLISH_INTERVAL`]);
+//! as it gets busy, it batches like the clients do, up to [`MAX_PUBLISH_INTERVAL`]. How often each client
 //! is written to is the stream's business ([`Feed::write_gap`]). If the task runs late it
 //! simply publishes a bigger batch: the events are the same either way.
 
