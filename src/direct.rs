@@ -30,7 +30,7 @@ const MAX_HEAD: usize = 8 * 1024;
 #[derive(Debug)]
 pub enum FirstRequest {
     /// An SSE stream, opened; the connection is served by [`serve_stream`].
-    Stream(QuoteStream),
+    Stream(Box<QuoteStream>),
     /// Anything else: hyper serves the connection, starting with these bytes.
     Other(Bytes),
     /// The client closed or sent nothing in time.
@@ -66,7 +66,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                 &request.query,
                 request.last_event_id.as_deref(),
             ) {
-                Ok(stream) => FirstRequest::Stream(stream),
+                Ok(stream) => FirstRequest::Stream(Box::new(stream)),
                 // Errors are answered by warp, which renders them the same way everywhere.
                 Err(_) => FirstRequest::Other(head.freeze()),
             }
