@@ -592,8 +592,8 @@ async fn dashboard_shows_halts_the_tape_and_the_market_clock() {
     assert!(
         halt["text"]
             .as_str()
-            .is_some_and(|t| t.contains("Requested halt") && t.contains("for ")),
-        "reason and time since the halt: {halt}"
+            .is_some_and(|t| t.contains("Requested halt") && t.contains("resumes in 1:5")),
+        "reason and a countdown to the end the status event gives: {halt}"
     );
     assert_eq!(halt["others"], 0, "only AAPL is halted: {halt}");
     assert_eq!(halt["announced"], "AAPL trading halted: Requested halt.");
