@@ -173,14 +173,8 @@ pub async fn run_load_meter(feed: Feed, mut shutdown: Shutdown) {
     };
     let mut last = (Instant::now(), busy());
     let mut smoothed = 0.0;
-    let mut ticks = tokio::time::interval(LOAD_SAMPLE);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.wait() => return,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = every(Instant::now(), LOAD_SAMPLE);
+    while next_tick(&mut ticks, &mut shutdown).await {
         let now = (Instant::now(), busy());
         let wall = now.0.saturating_duration_since(last.0).as_secs_f64() * workers as f64;
         if wall > 0.0 {
@@ -194,20 +188,30 @@ pub async fn run_load_meter(feed: Feed, mut shutdown: Shutdown) {
 }
 
 /// Publishes a heartbeat frame every `every`, encoded once for all streams.
-pub async fn run_heartbeat(feed: Feed, every: Duration, mut shutdown: Shutdown) {
-    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.wait() => return,
-            _ = ticks.tick() => {}
-        }
+pub async fn run_heartbeat(feed: Feed, period: Duration, mut shutdown: Shutdown) {
+    let mut ticks = every(Instant::now() + period, period);
+    while next_tick(&mut ticks, &mut shutdown).await {
         let (market_ms, _) = feed.market_now();
         feed.publish_heartbeat(sse::heartbeat_frame(
             epoch_ms(),
             market_ms,
             feed.newest_seq(),
         ));
+    }
+}
+
+/// Ticks every `period` from `start`; a late tick delays the next ones instead of bunching.
+fn every(start: Instant, period: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(start, period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick: true, or false once `shutdown` fires.
+async fn next_tick(ticks: &mut tokio::time::Interval, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.wait() => false,
+        _ = ticks.tick() => true,
     }
 }

@@ -358,6 +358,14 @@ impl Track {
     }
 }
 
+/// Each symbol's continuous-trading volume for one day: its average, times a lognormal draw.
+fn day_volumes<R: Rng + ?Sized>(tracks: &[Track], rng: &mut R) -> Vec<f64> {
+    tracks
+        .iter()
+        .map(|t| t.adv * CONTINUOUS_SHARE * lognormal(DAY_VOLUME_SD, rng))
+        .collect()
+}
+
 /// Runs the previous day on a one-minute grid, recording each traded minute of each symbol.
 fn minute_day<R: Rng + ?Sized>(
     model: &mut PriceModel,
@@ -367,10 +375,7 @@ fn minute_day<R: Rng + ?Sized>(
     rng: &mut R,
 ) {
     let busy_secs = SESSION_SECS + EXTENDED_ACTIVITY * EXTENDED_SECS;
-    let scales: Vec<f64> = tracks
-        .iter()
-        .map(|t| t.adv * CONTINUOUS_SHARE * lognormal(DAY_VOLUME_SD, rng))
-        .collect();
+    let scales = day_volumes(tracks, rng);
     let minutes = (day.post_close - day.pre_open) / MINUTE_MS;
     for minute in 0..minutes {
         let start = day.pre_open + minute * MINUTE_MS;
@@ -463,10 +468,7 @@ fn coarse_day<R: Rng + ?Sized>(
     rng: &mut R,
 ) {
     let busy_secs = SESSION_SECS + EXTENDED_ACTIVITY * EXTENDED_SECS;
-    let scales: Vec<f64> = tracks
-        .iter()
-        .map(|t| t.adv * CONTINUOUS_SHARE * lognormal(DAY_VOLUME_SD, rng))
-        .collect();
+    let scales = day_volumes(tracks, rng);
     let mut totals: Vec<DayTotals> = tracks
         .iter()
         .map(|t| DayTotals {
