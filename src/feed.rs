@@ -627,16 +627,13 @@ impl Feed {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers an SSE client unless `max` are already connected.
+    /// Registers an SSE client unless `max` are already connected. A refusal is not counted
+    /// here: the HTTP layer counts it when it answers 503, once per request.
     pub fn try_register_client(&self, max: usize) -> Option<ClientGuard> {
         let clients = &self.shared.clients;
         let mut current = clients.load(Ordering::Relaxed);
         loop {
             if current >= max {
-                self.shared
-                    .metrics
-                    .streams_refused
-                    .fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             match clients.compare_exchange_weak(

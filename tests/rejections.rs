@@ -293,3 +293,95 @@ async fn assert_not_served(server: &common::TestServer, paths: &[&str]) {
         assert!(!resp.text().await.unwrap().contains("[package]"), "{path}");
     }
 }
+
+/// Sends `request` on a new connection and returns what the server answers (until it closes
+/// the connection or `STEP` passes).
+async fn raw(server: &common::TestServer, request: &[u8]) -> String {
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), socket.read(&mut buf)).await
+    {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_a_json_405() {
+    let server = common::start(&["--seed", "1"]).await;
+    let answer = raw(&server, b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(
+        answer.contains("\"error\":\"method_not_allowed\""),
+        "{answer}"
+    );
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("allow: get, head, options"),
+        "{answer}"
+    );
+    let (status, _, _) = get_json(&server.url("/healthz")).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_on_a_stream_gets_its_headers_and_opens_nothing() {
+    let server = common::start(&["--seed", "1", "--max-clients", "1"]).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for client in [http1(), h2] {
+        let resp =
+            tokio::time::timeout(common::STEP, client.head(server.url("/quotes/AAPL")).send())
+                .await
+                .expect("HEAD answers at once")
+                .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let body = tokio::time::timeout(common::STEP, resp.bytes())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.is_empty());
+        let resp = client
+            .head(server.url("/quotes?symbols=ZZZZ"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "the same checks as GET");
+    }
+    let (_, _, health) = get_json(&server.url("/healthz")).await;
+    assert_eq!(health["clients"], 0, "HEAD holds no client slot");
+    // Over the direct HTTP/1.1 path too, and the one slot is still free for a GET.
+    let answer = raw(&server, b"HEAD /quotes HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("event: snapshot"), "{answer}");
+    let mut sse = SseClient::connect(&http1(), &server.url("/quotes"), &[]).await;
+    assert_eq!(sse.status, 200);
+    sse.next_named("snapshot").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_is_counted_once() {
+    let server = common::start(&["--seed", "1", "--max-clients", "1"]).await;
+    let mut held = SseClient::connect(&http1(), &server.url("/quotes"), &[]).await;
+    held.next_named("snapshot").await;
+    // A GET over HTTP/1.1 first goes to the direct path, then to warp for the error.
+    let answer = raw(&server, b"GET /quotes HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(
+        common::metric(&server.url(""), "tickcast_streams_refused_total ").await,
+        1
+    );
+    server.stop().await;
+}

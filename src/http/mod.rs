@@ -79,6 +79,7 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
     let origin = HeaderValue::from_str(&app.config.cors_origin)
         .expect("--cors-origin is validated at start-up");
     preflight()
+        .or(connect())
         .or(quotes::quotes(app.clone()))
         .or(quotes::quote_one(app.clone()))
         .or(rest::symbols(app.clone()))
@@ -118,6 +119,12 @@ fn preflight() -> impl Filter<Extract = (warp::reply::Response,), Error = Reject
         );
         response
     })
+}
+
+/// CONNECT (`CONNECT host:443`): a 405 like any other method no route takes. Answered before
+/// the routes, whose path filters expect a request target with a path.
+fn connect() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    method_is(Method::CONNECT).map(|| ApiError::MethodNotAllowed.into_response())
 }
 
 /// Passes requests with `method`; others are rejected as not found, so that they fall through

@@ -4,7 +4,7 @@
 //! HTTP/1.1 connections that hyper serves) and the direct HTTP/1.1 path in `crate::direct`
 //! call it, so the two cannot disagree on the contract.
 
-use warp::http::{HeaderMap, HeaderValue};
+use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -26,32 +26,56 @@ pub fn quotes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection>
     warp::path("quotes")
         .and(warp::path::end())
         .and(read_only())
+        .and(warp::method())
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(with_app(app))
-        .and_then(|query: String, headers: HeaderMap, app: App| async move {
-            reply(open_stream(
-                &app,
-                None,
-                &query,
-                last_event_id_header(&headers),
-            )?)
-        })
+        .and_then(
+            |method: Method, query: String, headers: HeaderMap, app: App| async move {
+                respond(&app, &method, None, &query, &headers)
+            },
+        )
 }
 
 /// GET /quotes/{symbol} — one symbol (case-insensitive).
 pub fn quote_one(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("quotes" / String)
         .and(read_only())
+        .and(warp::method())
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(with_app(app))
         .and_then(
-            |segment: String, query: String, headers: HeaderMap, app: App| async move {
-                let header = last_event_id_header(&headers);
-                reply(open_stream(&app, Some(&segment), &query, header)?)
+            |segment: String, method: Method, query: String, headers: HeaderMap, app: App| async move {
+                respond(&app, &method, Some(&segment), &query, &headers)
             },
         )
+}
+
+/// A stream for GET; for HEAD the same checks and headers with no body, and no stream opened.
+fn respond(
+    app: &App,
+    method: &Method,
+    segment: Option<&str>,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, Rejection> {
+    if method == Method::HEAD {
+        subscription(app, segment, &query_pairs(query))?;
+        return Ok(with_sse_headers(Response::new(bytes::Bytes::new().into())));
+    }
+    match open_stream(app, segment, query, last_event_id_header(headers)) {
+        Ok(stream) => reply(stream),
+        Err(e) => {
+            if matches!(e, ApiError::TooManyClients { .. }) {
+                app.feed
+                    .metrics()
+                    .streams_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(warp::reject::custom(e))
+        }
+    }
 }
 
 fn last_event_id_header(headers: &HeaderMap) -> Option<&[u8]> {
@@ -70,11 +94,7 @@ pub fn open_stream(
     last_event_id_header: Option<&[u8]>,
 ) -> Result<QuoteStream, ApiError> {
     let pairs = query_pairs(query);
-    let sub = match segment {
-        None => params::subscription(&app.feed, &pairs, app.max_symbols())?,
-        Some(segment) => Subscription::some([params::resolve_path_symbol(&app.feed, segment)?])
-            .with_kinds(params::kinds(&pairs)?),
-    };
+    let sub = subscription(app, segment, &pairs)?;
     let last_event_id = params::last_event_id(last_event_id_header, &pairs);
     let max = app.config.max_clients;
     let slot = app
@@ -97,11 +117,29 @@ pub fn open_stream(
     ))
 }
 
+/// What a request to `/quotes` (`segment` is `None`) or `/quotes/{segment}` subscribes to.
+fn subscription(
+    app: &App,
+    segment: Option<&str>,
+    pairs: &[(String, String)],
+) -> Result<Subscription, ApiError> {
+    Ok(match segment {
+        None => params::subscription(&app.feed, pairs, app.max_symbols())?,
+        Some(segment) => Subscription::some([params::resolve_path_symbol(&app.feed, segment)?])
+            .with_kinds(params::kinds(pairs)?),
+    })
+}
+
 fn reply(stream: QuoteStream) -> Result<Response, Rejection> {
-    let mut response = warp::reply::stream(stream.into_body()).into_response();
+    Ok(with_sse_headers(
+        warp::reply::stream(stream.into_body()).into_response(),
+    ))
+}
+
+fn with_sse_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in SSE_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    Ok(response)
+    response
 }
