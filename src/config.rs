@@ -93,6 +93,11 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
 
+    /// Seconds a write to a client may stay blocked (the client stopped reading) before the
+    /// stream is closed and its slot freed.
+    #[arg(long, env = "TICKCAST_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    pub write_timeout_secs: u64,
+
     /// Longest pause, in milliseconds, between two writes to one client. While the server has
     /// time to spare every event goes out at once; as it gets busy, each client waits up to
     /// this long between writes and events due meanwhile go out together, which bounds the
@@ -151,6 +156,8 @@ pub enum ConfigError {
     AdminToken,
     #[error("--first-seq must be from 1 to {MAX_FIRST_SEQ}, got {0}")]
     FirstSeq(u64),
+    #[error("--write-timeout-secs must be between 1 and 3600, got {0}")]
+    WriteTimeout(u64),
     #[error("--heartbeat-secs must be between 1 and 3600, got {0}")]
     Heartbeat(u64),
     #[error("--retry-ms must be between 1 and 3600000, got {0}")]
@@ -190,6 +197,9 @@ impl Config {
             if !(1..=MAX_FIRST_SEQ).contains(&seq) {
                 return Err(ConfigError::FirstSeq(seq));
             }
+        }
+        if !(1..=3600).contains(&self.write_timeout_secs) {
+            return Err(ConfigError::WriteTimeout(self.write_timeout_secs));
         }
         if self.history_days > MAX_HISTORY_DAYS {
             return Err(ConfigError::HistoryDays(self.history_days));
@@ -239,6 +249,11 @@ impl Config {
     pub fn first_seq_at(&self, now_ms: u64) -> u64 {
         self.first_seq
             .unwrap_or_else(|| now_ms.saturating_mul(1000).clamp(1, MAX_FIRST_SEQ))
+    }
+
+    /// `--write-timeout-secs` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
     }
 
     /// The configuration with every default, as a test or bench would start from.

@@ -43,7 +43,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
     let mut head = BytesMut::with_capacity(1024);
     let read_head = async {
         loop {
-            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
+            if head_complete(&head) || head.len() >= MAX_HEAD {
                 return true;
             }
             match socket.read_buf(&mut head).await {
@@ -73,6 +73,16 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
         }
         None => FirstRequest::Other(head.freeze()),
     }
+}
+
+/// Whether `head` holds a whole request head as httparse reads it (CRLF or bare LF line
+/// endings), or bytes that can never become one (hyper will answer them).
+fn head_complete(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    !matches!(
+        httparse::Request::new(&mut headers).parse(head),
+        Ok(httparse::Status::Partial)
+    )
 }
 
 /// The parts of a stream request that decide what the client gets.
@@ -128,8 +138,16 @@ fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
 }
 
 /// Writes the response head and then the stream's chunks until the stream ends (shutdown)
-/// or the client goes away; ends the chunked body cleanly on shutdown.
-pub async fn serve_stream(mut socket: TcpStream, mut stream: QuoteStream, cors_origin: &str) {
+/// or the client goes away; ends the chunked body cleanly on shutdown. A client whose write
+/// stays blocked for `write_timeout` (it stopped reading) is disconnected and counted, so it
+/// cannot hold its `--max-clients` slot forever.
+pub async fn serve_stream(
+    mut socket: TcpStream,
+    mut stream: QuoteStream,
+    cors_origin: &str,
+    write_timeout: Duration,
+    metrics: &crate::metrics::Metrics,
+) {
     let mut head = String::with_capacity(256);
     head.push_str("HTTP/1.1 200 OK\r\n");
     for (name, value) in SSE_HEADERS {
@@ -148,12 +166,10 @@ pub async fn serve_stream(mut socket: TcpStream, mut stream: QuoteStream, cors_o
     loop {
         let chunk = tokio::select! {
             chunk = stream.next_chunk() => chunk,
-            // The client sends nothing after its request; a read completing means it closed
-            // (or sent junk, which is ignored). This frees its slot without waiting for a write.
-            read = socket.read(&mut probe) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            },
+            // The client has nothing to send after its request: a read completing means it
+            // closed, which frees its slot without waiting for a write, or it sent more bytes
+            // (a pipelined request, junk), which a stream cannot answer: close either way.
+            _ = socket.read(&mut probe) => return,
         };
         let Some(chunk) = chunk else {
             let _ = socket.write_all(b"0\r\n\r\n").await;
@@ -162,7 +178,18 @@ pub async fn serve_stream(mut socket: TcpStream, mut stream: QuoteStream, cors_o
         };
         let mut shutdown = stream.shutdown_signal();
         tokio::select! {
-            written = write_chunk(&mut socket, chunk.parts) => if written.is_err() { return },
+            written = tokio::time::timeout(write_timeout, write_chunk(&mut socket, chunk.parts)) => {
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        metrics
+                            .streams_evicted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
             // A client that does not read must not hold up shutdown.
             () = shutdown.wait() => return,
         }

@@ -77,6 +77,8 @@ pub struct Metrics {
     pub streams_opened: AtomicU64,
     /// SSE streams refused with 503 because `--max-clients` streams were open.
     pub streams_refused: AtomicU64,
+    /// Streams closed because a write stayed blocked for `--write-timeout-secs`.
+    pub streams_evicted: AtomicU64,
     /// Streams that resumed from `Last-Event-ID` by replaying history.
     pub replays_served: AtomicU64,
     /// Events that slow clients skipped: they got the latest state instead.
@@ -191,6 +193,12 @@ impl Metrics {
             "counter",
             "SSE streams refused at --max-clients.",
             &[("", load(&self.streams_refused))],
+        );
+        metric(
+            "tickcast_streams_evicted_total",
+            "counter",
+            "SSE streams closed because the client stopped reading (a write blocked for --write-timeout-secs).",
+            &[("", load(&self.streams_evicted))],
         );
         metric(
             "tickcast_replays_served_total",

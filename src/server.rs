@@ -177,7 +177,14 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
             let mut socket = socket;
             match direct::first_request(&mut socket, &app, HEADER_READ_TIMEOUT).await {
                 FirstRequest::Stream(stream) => {
-                    direct::serve_stream(socket, *stream, &app.config.cors_origin).await;
+                    direct::serve_stream(
+                        socket,
+                        *stream,
+                        &app.config.cors_origin,
+                        app.config.write_timeout(),
+                        app.feed.metrics(),
+                    )
+                    .await;
                 }
                 FirstRequest::Other(head) => {
                     let io = TokioIo::new(Prefixed::new(head, socket));
