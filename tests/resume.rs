@@ -79,7 +79,15 @@ async fn reconnect_replays_exactly_what_a_connected_client_saw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_parameter_resumes_and_header_wins() {
     let server = common::start(&FAST).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Both ids must have been published: a future id starts with a snapshot.
+    let deadline = tokio::time::Instant::now() + common::STEP;
+    while common::get_json(&server.url("/healthz")).await.2["seq"].as_u64() < Some(200) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never reached 200"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let client = http1();
     // ?lastEventId= alone resumes.
     let mut by_query =
