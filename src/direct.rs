@@ -54,9 +54,12 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
     };
     match tokio::time::timeout(timeout, read_head).await {
         Ok(true) => {}
-        Ok(false) | Err(_) if head.is_empty() => return FirstRequest::Gone,
-        // Partial head: hyper will time out or answer 400 with the bytes it gets.
-        Ok(false) | Err(_) => return FirstRequest::Other(head.freeze()),
+        Ok(false) if head.is_empty() => return FirstRequest::Gone,
+        // The client closed mid-head: hyper answers 400 to what it got.
+        Ok(false) => return FirstRequest::Other(head.freeze()),
+        // No whole head in time (a byte, a dripped HTTP/2 preface): close. Handed to hyper,
+        // its protocol detection would wait for the rest with no deadline, holding the socket.
+        Err(_) => return FirstRequest::Gone,
     }
     match parse_stream_request(&head) {
         Some(request) => {
@@ -75,9 +78,19 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
     }
 }
 
+/// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Whether `head` holds a whole request head as httparse reads it (CRLF or bare LF line
-/// endings), or bytes that can never become one (hyper will answer them).
+/// endings), the whole HTTP/2 preface, or bytes that can never become either (hyper will
+/// answer them).
 fn head_complete(head: &[u8]) -> bool {
+    if H2_PREFACE.starts_with(head) {
+        return head.len() == H2_PREFACE.len();
+    }
+    if head.starts_with(H2_PREFACE) {
+        return true;
+    }
     let mut headers = [httparse::EMPTY_HEADER; 32];
     !matches!(
         httparse::Request::new(&mut headers).parse(head),

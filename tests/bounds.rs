@@ -95,3 +95,34 @@ async fn a_head_with_bare_lf_line_endings_is_answered_at_once() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_whole_head_in_time_is_closed() {
+    let server = common::start(&["--seed", "1"]).await;
+    // One byte of a request, or of an HTTP/2 preface, and then nothing; all at once.
+    let starts = [
+        &b"P"[..],
+        b"PRI * HTTP/2.0\r\n",
+        b"GET /quotes HTTP/1.1\r\nHost",
+    ];
+    let mut sockets = Vec::new();
+    for start in starts {
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        socket.write_all(start).await.unwrap();
+        sockets.push(socket);
+    }
+    for (start, mut socket) in starts.into_iter().zip(sockets) {
+        let mut buf = [0u8; 256];
+        // The header timeout is 10 s; the connection must be closed soon after it.
+        let read = tokio::time::timeout(Duration::from_secs(15), socket.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{:?} still open after 15 s", String::from_utf8_lossy(start))
+            });
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "closed without an answer: {read:?}"
+        );
+    }
+    server.stop().await;
+}
