@@ -140,24 +140,13 @@ impl BarStore {
         };
         let open = s.open.current();
         let mut bars: Vec<Bar> = match query.interval {
-            Interval::D1 => {
-                let mut days: Vec<Bar> = s.days.iter().cloned().collect();
-                let mut today = s.today.clone();
-                if let Some(minute) = open {
-                    let day = Interval::D1.start_of(minute.start);
-                    match &mut today {
-                        Some(t) if t.start == day => t.merge(minute),
-                        _ => {
-                            days.extend(today.take());
-                            let mut t = minute.clone();
-                            t.start = day;
-                            today = Some(t);
-                        }
-                    }
-                }
-                days.extend(today);
-                days
-            }
+            // Finished days, then today's finished minutes and the open one, merged by day.
+            Interval::D1 => s
+                .days
+                .iter()
+                .cloned()
+                .chain(aggregate(s.today.iter().chain(open), Interval::D1))
+                .collect(),
             interval => aggregate(s.minutes.iter().chain(open), interval),
         };
         bars.retain(|b| {

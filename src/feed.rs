@@ -188,6 +188,13 @@ impl Subscription {
 /// Events per kind, indexed by `Kind as usize`.
 pub type KindCounts = [u64; Kind::ALL.len()];
 
+/// Adds `more` to `total`, kind by kind.
+pub fn add_counts(total: &mut KindCounts, more: &KindCounts) {
+    for (t, m) in total.iter_mut().zip(more) {
+        *t += m;
+    }
+}
+
 /// What one call to [`Feed::collect`] produced for a client.
 #[derive(Debug, Default)]
 pub struct Collected {
@@ -515,9 +522,14 @@ impl Feed {
             if everything {
                 let part = batch.frames_from(skip);
                 size += part.len();
-                for f in &batch.frames[skip..] {
-                    counts[f.kind as usize] += 1;
-                    bytes[f.kind as usize] += u64::from(f.end - f.start);
+                if skip == 0 {
+                    add_counts(&mut counts, &batch.kind_events);
+                    add_counts(&mut bytes, &batch.kind_bytes);
+                } else {
+                    for f in &batch.frames[skip..] {
+                        counts[f.kind as usize] += 1;
+                        bytes[f.kind as usize] += u64::from(f.end - f.start);
+                    }
                 }
                 parts.push(part);
                 cursor.seq = batch.last_seq();

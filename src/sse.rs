@@ -37,6 +37,10 @@ pub struct Batch {
     pub first_seq: u64,
     pub bytes: Bytes,
     pub frames: Vec<FrameIndex>,
+    /// Events of each kind in the batch (`Kind as usize`), and their bytes: counted once
+    /// here, so the thousands of clients that take whole batches need not count them.
+    pub kind_events: [u64; Kind::ALL.len()],
+    pub kind_bytes: [u64; Kind::ALL.len()],
 }
 
 impl Batch {
@@ -51,11 +55,15 @@ impl Batch {
             .seq();
         let mut buf = Vec::with_capacity(events.len() * 360);
         let mut frames = Vec::with_capacity(events.len());
+        let mut kind_events = [0; Kind::ALL.len()];
+        let mut kind_bytes = [0; Kind::ALL.len()];
         for (i, event) in events.iter().enumerate() {
             let seq = event.seq();
             assert_eq!(seq, first_seq + i as u64, "batch seqs are contiguous");
             let start = buf.len() as u32;
             let (json_start, json_end) = write_frame(&mut buf, event);
+            kind_events[event.kind() as usize] += 1;
+            kind_bytes[event.kind() as usize] += u64::from(buf.len() as u32 - start);
             frames.push(FrameIndex {
                 symbol: event.symbol_index(),
                 kind: event.kind(),
@@ -69,6 +77,8 @@ impl Batch {
             first_seq,
             bytes: Bytes::from(buf),
             frames,
+            kind_events,
+            kind_bytes,
         }
     }
 
@@ -247,6 +257,8 @@ mod tests {
         assert!(batch.frames_from(2).starts_with(b"event: quote\nid: 7\n"));
         assert_eq!(batch.frames[2].symbol, 7);
         assert_eq!(batch.frames[2].kind, Kind::Quote);
+        assert_eq!(batch.kind_events, [3, 0, 0, 0, 0]);
+        assert_eq!(batch.kind_bytes[0], batch.bytes.len() as u64);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use futures_util::Stream;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use crate::feed::{ClientGuard, Cursor, Feed, Subscription};
+use crate::feed::{add_counts, ClientGuard, Cursor, Feed, KindCounts, Subscription};
 use crate::metrics::EventKind;
 use crate::shutdown::Shutdown;
 use crate::sse;
@@ -105,17 +105,15 @@ const TALLY_WRITES: u64 = 16;
 /// A stream's writes of market events since it last updated the shared counters.
 #[derive(Debug, Default)]
 struct Tally {
-    events: [u64; 5],
-    bytes: [u64; 5],
+    events: KindCounts,
+    bytes: KindCounts,
     writes: u64,
 }
 
 impl Tally {
     fn add(&mut self, collected: &crate::feed::Collected) {
-        for k in 0..5 {
-            self.events[k] += collected.counts[k];
-            self.bytes[k] += collected.bytes[k];
-        }
+        add_counts(&mut self.events, &collected.counts);
+        add_counts(&mut self.bytes, &collected.bytes);
         self.writes += 1;
     }
 

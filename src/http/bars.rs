@@ -4,7 +4,7 @@ use bytes::Bytes;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::params::{self, query_pairs};
+use super::params::{self, query_pairs, truncate};
 use super::rejection::ApiError;
 use super::{json_bytes, raw_query, read_only, with_app, App};
 use crate::bar_store::BarQuery;
@@ -110,10 +110,6 @@ fn bar_query(pairs: &[(String, String)]) -> Result<BarQuery, ApiError> {
         start,
         end,
     })
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(32).collect()
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ fn parse_id(text: &str) -> Option<u64> {
 }
 
 /// At most 32 characters of user input, for error messages.
-fn truncate(s: &str) -> String {
+pub(super) fn truncate(s: &str) -> String {
     s.chars().take(32).collect()
 }
 

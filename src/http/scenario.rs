@@ -175,7 +175,7 @@ fn validate(app: &App, body: &ScenarioBody) -> Result<Scenario, ApiError> {
         }),
         other => bad(format!(
             "kind must be halt, shock or news, got {:?}",
-            other.chars().take(32).collect::<String>()
+            super::params::truncate(other)
         )),
     }
 }
