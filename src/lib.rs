@@ -9,6 +9,8 @@
 //! - [`http`]: warp filters for every route, and the JSON error replies.
 //! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
+//! - [`tls`]: HTTPS (rustls) with ALPN `h2` and `http/1.1`.
+//! - [`guard`]: deadlines and buffer bounds for connections that hyper serves (HTTP/2).
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
@@ -17,6 +19,7 @@ pub mod bar_store;
 pub mod config;
 pub mod direct;
 pub mod feed;
+pub mod guard;
 pub mod http;
 pub mod market;
 pub mod metrics;
@@ -25,6 +28,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sse;
 pub mod stream;
+pub mod tls;
 
 pub use config::Config;
 pub use server::run;
