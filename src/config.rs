@@ -116,21 +116,11 @@ pub struct Config {
 
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key). ALPN offers `h2` and
     /// `http/1.1`, so browsers get HTTP/2 and many streams over one connection.
-    #[arg(
-        long,
-        env = "TICKCAST_TLS_CERT",
-        value_name = "PEM",
-        requires = "tls_key"
-    )]
+    #[arg(long, env = "TICKCAST_TLS_CERT", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
-    #[arg(
-        long,
-        env = "TICKCAST_TLS_KEY",
-        value_name = "PEM",
-        requires = "tls_cert"
-    )]
+    #[arg(long, env = "TICKCAST_TLS_KEY", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
 
     /// Serve HTTPS with a certificate for localhost, 127.0.0.1 and ::1 generated at start-up;
@@ -204,6 +194,8 @@ pub enum ConfigError {
     CorsOrigin(String),
     #[error("--flush-ms must be at most 10000, got {0}")]
     Flush(u64),
+    #[error("--tls-cert and --tls-key must be given together")]
+    TlsPair,
     #[error("--idle-timeout-secs must be between 1 and 3600, got {0}")]
     IdleTimeout(u64),
     #[error("--threads must be between 1 and 1024, got {0}")]
@@ -263,6 +255,9 @@ impl Config {
         }
         if self.flush_ms > 10_000 {
             return Err(ConfigError::Flush(self.flush_ms));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsPair);
         }
         if !(1..=3600).contains(&self.idle_timeout_secs) {
             return Err(ConfigError::IdleTimeout(self.idle_timeout_secs));
