@@ -90,6 +90,7 @@ for clients in $CLIENTS; do
     echo "== clients=$clients mode=$mode rate=$RATE ramp=${RAMP}s duration=${DURATION}s" >&2
     "${SERVER_PIN[@]}" target/release/tickcast --addr "$ADDR" --seed 1 --rate "$RATE" \
       --start "$START" --symbols "$SYMBOL_FILE" --max-clients "$((clients + 100))" \
+      --max-connections-per-ip "$((clients + 100))" \
       "${server_tls[@]}" >"$LOGDIR/server-$tag.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do

@@ -11,6 +11,7 @@
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
 //! - [`tls`]: HTTPS (rustls) with ALPN `h2` and `http/1.1`.
 //! - [`guard`]: deadlines and buffer bounds for connections that hyper serves (HTTP/2).
+//! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
@@ -21,6 +22,7 @@ pub mod direct;
 pub mod feed;
 pub mod guard;
 pub mod http;
+pub mod limits;
 pub mod market;
 pub mod metrics;
 pub mod publisher;
@@ -29,6 +31,7 @@ pub mod shutdown;
 pub mod sse;
 pub mod stream;
 pub mod tls;
+pub mod write_deadline;
 
 pub use config::Config;
 pub use server::run;

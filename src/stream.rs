@@ -262,22 +262,23 @@ impl QuoteStream {
     /// that the direct path does not take).
     ///
     /// Each part of a chunk is its own body frame, a slice of the shared frame buffers, never
-    /// a copy. hyper stops polling a body whose stream has no send capacity (see
+    /// a copy. hyper stops polling a body whose HTTP/2 stream has no send capacity (see
     /// `crate::guard::MAX_SEND_BUF`), so what it holds for a client that reads slowly is that
     /// buffer plus one part, not a whole catch-up chunk copied into one buffer.
     pub fn into_body(
         self,
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
-        let parts = std::collections::VecDeque::new();
-        futures_util::stream::unfold((self, parts), |(mut stream, mut parts)| async move {
-            loop {
-                if let Some(part) = parts.pop_front() {
-                    return Some((Ok(part), (stream, parts)));
-                }
-                let chunk = stream.next_chunk().await?;
-                parts.extend(chunk.parts.into_iter().filter(|p| !p.is_empty()));
-            }
+        use futures_util::StreamExt as _;
+        // Each part goes to hyper as it is, shared, never joined into a copy: a chunk can be a
+        // whole snapshot, and hyper queues what it is given behind a blocked socket.
+        futures_util::stream::unfold(self, |mut stream| async move {
+            let chunk = stream.next_chunk().await?;
+            Some((
+                futures_util::stream::iter(chunk.parts.into_iter().map(Ok)),
+                stream,
+            ))
         })
+        .flatten()
     }
 }
 
