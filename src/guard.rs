@@ -131,6 +131,10 @@ impl Routes {
 
 /// Serves `io` with `routes` through `builder` until the peer leaves, a deadline of `limits`
 /// passes, or `shutdown` fires (then the connection is closed gracefully).
+///
+/// `write_timed_out` is set by the socket's own write deadline
+/// ([`crate::write_deadline::WriteDeadline`]); when it ends the connection, the SSE streams
+/// still on it count as evicted, as if this guard had caught them.
 pub async fn serve<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
@@ -138,6 +142,7 @@ pub async fn serve<I>(
     limits: Limits,
     mut shutdown: Shutdown,
     metrics: &Metrics,
+    write_timed_out: &AtomicBool,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -156,6 +161,9 @@ pub async fn serve<I>(
             ended = connection.as_mut() => {
                 if let Err(e) = ended {
                     tracing::debug!("connection ended: {e}");
+                }
+                if write_timed_out.load(Relaxed) {
+                    metrics.streams_evicted.fetch_add(state.sse_streams_left(), Relaxed);
                 }
                 return;
             }
@@ -239,6 +247,18 @@ impl ConnState {
 
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// SSE streams not yet ended: alive, or with a frame hyper never came back for.
+    fn sse_streams_left(&self) -> u64 {
+        let bodies = self
+            .bodies
+            .lock()
+            .expect("no panics while holding the lock");
+        bodies
+            .iter()
+            .filter(|c| c.sse && (Arc::strong_count(c) > 1 || c.waiting_since.load(Relaxed) != 0))
+            .count() as u64
     }
 
     fn check(&self, limits: &Limits) -> Verdict {

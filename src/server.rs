@@ -316,6 +316,7 @@ where
         shared.limits,
         shared.app.shutdown.subscribe(),
         metrics,
+        &timed_out,
     )
     .await;
     if timed_out.load(Relaxed) {
