@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTPS sweep: for each client count, the same load over plain HTTP/1.1 (the baseline, run in
-# the same session so ratios hold on a noisy machine), HTTP/1.1 over TLS and HTTP/2 over TLS
+# the same run so ratios hold on a noisy machine), HTTP/1.1 over TLS and HTTP/2 over TLS
 # (--h2, STREAMS per connection). The server runs on core 0 and tickcast-load on core 1 when
 # taskset is there. Per run: one JSON line in $OUT with the load's report, the server's CPU over
 # the steady window (share of one core), its RSS before the load and in the steady window, and
