@@ -83,8 +83,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether `head` holds a whole request head as httparse reads it (CRLF or bare LF line
 /// endings), the whole HTTP/2 preface, or bytes that can never become either (hyper will
-/// answer them).
-fn head_complete(head: &[u8]) -> bool {
+/// answer them). Once true it stays true as more bytes arrive. Public for the fuzz targets.
+pub fn head_complete(head: &[u8]) -> bool {
     if H2_PREFACE.starts_with(head) {
         return head.len() == H2_PREFACE.len();
     }
@@ -100,16 +100,18 @@ fn head_complete(head: &[u8]) -> bool {
 
 /// The parts of a stream request that decide what the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct StreamRequest {
-    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}`.
-    segment: Option<String>,
-    query: String,
-    last_event_id: Option<Vec<u8>>,
+pub struct StreamRequest {
+    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}` (still percent-encoded).
+    pub segment: Option<String>,
+    /// The raw query string, without the `?`.
+    pub query: String,
+    /// The first `Last-Event-ID` header's value, as sent.
+    pub last_event_id: Option<Vec<u8>>,
 }
 
 /// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
-/// that hyper should handle.
-fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
+/// that hyper should handle. Public for the fuzz targets, which feed it arbitrary bytes.
+pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
     if !matches!(request.parse(head), Ok(httparse::Status::Complete(n)) if n == head.len()) {
