@@ -9,6 +9,7 @@
 //! - [`http`]: warp filters for every route, and the JSON error replies.
 //! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
+//! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod direct;
 pub mod feed;
 pub mod http;
+pub mod limits;
 pub mod market;
 pub mod metrics;
 pub mod publisher;
@@ -25,6 +27,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sse;
 pub mod stream;
+pub mod write_deadline;
 
 pub use config::Config;
 pub use server::run;
