@@ -27,7 +27,7 @@ use crate::http::App;
 use crate::stream::QuoteStream;
 
 /// Largest request head read before handing the connection to hyper (which rejects it).
-const MAX_HEAD: usize = 8 * 1024;
+pub const MAX_HEAD: usize = 8 * 1024;
 
 /// Most header fields in a request head, as hyper allows.
 const MAX_HEADERS: usize = 100;
@@ -139,9 +139,9 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
     }
 }
 
-/// What the first bytes of a connection are.
+/// What the first bytes of a connection are. Public for the fuzz targets.
 #[derive(Debug, PartialEq, Eq)]
-enum Head {
+pub enum Head {
     /// A stream request this module serves.
     Stream(StreamRequest),
     /// A well-formed request (or the HTTP/2 preface) for hyper.
@@ -152,7 +152,7 @@ enum Head {
 
 /// Why a first request head cannot be answered by any route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HeadError {
+pub enum HeadError {
     /// Not HTTP: httparse's reason.
     Malformed(String),
     /// The client closed before the head was complete.
@@ -166,7 +166,8 @@ enum HeadError {
 }
 
 impl HeadError {
-    fn status(&self) -> StatusCode {
+    /// The status of the error reply: always a 4xx.
+    pub fn status(&self) -> StatusCode {
         match self {
             HeadError::Malformed(_) | HeadError::Incomplete => StatusCode::BAD_REQUEST,
             HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -176,7 +177,7 @@ impl HeadError {
     }
 
     /// The JSON body, in the shape of every other error reply.
-    fn body(&self) -> Vec<u8> {
+    pub fn body(&self) -> Vec<u8> {
         let (code, message) = match self {
             HeadError::Malformed(why) => ("bad_request", format!("malformed request head: {why}")),
             HeadError::Incomplete => (
@@ -202,8 +203,8 @@ impl HeadError {
 }
 
 /// Sorts the first bytes of a connection, read until a whole head, [`MAX_HEAD`] bytes or the
-/// client closing.
-fn classify(head: &[u8]) -> Head {
+/// client closing. Public for the fuzz targets.
+pub fn classify(head: &[u8]) -> Head {
     if head.starts_with(H2_PREFACE) {
         return Head::Other;
     }
@@ -295,7 +296,7 @@ pub struct StreamRequest {
 /// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
 /// that hyper should handle. Public for the fuzz targets, which feed it arbitrary bytes.
 pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     if !matches!(request.parse(head), Ok(httparse::Status::Complete(n)) if n == head.len()) {
         return None;
@@ -568,5 +569,17 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[test]
+    fn a_stream_request_with_many_header_fields_is_still_served_here() {
+        // classify accepts up to MAX_HEADERS fields; the stream parser used to stop at 32 and
+        // sent such a request to hyper instead.
+        let mut head = b"GET /quotes HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            head.extend_from_slice(format!("x-field-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(matches!(classify(&head), Head::Stream(_)));
     }
 }

@@ -1,9 +1,12 @@
 //! The direct path's request-head reader: whatever bytes a client sends first, deciding whether
-//! the head is complete and whether it asks for a stream never panics, and the answers agree.
+//! the head is complete, what it is and whether it asks for a stream never panics, and the
+//! answers agree.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickcast::direct::{head_complete, parse_stream_request, StreamRequest};
+use tickcast::direct::{
+    classify, head_complete, parse_stream_request, Head, HeadError, StreamRequest, MAX_HEAD,
+};
 
 fuzz_target!(|data: &[u8]| {
     let complete = head_complete(data);
@@ -17,6 +20,13 @@ fuzz_target!(|data: &[u8]| {
                 "complete head lost by appending {tail:?}"
             );
         }
+    }
+    check_classify(data, complete);
+    // The reader also stops at MAX_HEAD bytes, longer than libFuzzer's inputs usually are:
+    // the same bytes repeated past it reach those paths.
+    if !data.is_empty() && data.len() < 256 {
+        let long = data.repeat(MAX_HEAD / data.len() + 1);
+        check_classify(&long, head_complete(&long));
     }
     if let Some(request) = parse_stream_request(data) {
         assert!(complete, "a stream request is a complete head");
@@ -42,6 +52,41 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(request.segment, None);
     }
 });
+
+/// What the reader does with `data` once it stops reading (a whole head, [`MAX_HEAD`] bytes or
+/// the client closing) agrees with the two parsers, and an error reply is a 4xx JSON body.
+fn check_classify(data: &[u8], complete: bool) {
+    match classify(data) {
+        Head::Stream(request) => {
+            assert_eq!(parse_stream_request(data).as_ref(), Some(&request));
+        }
+        Head::Other => assert!(complete && parse_stream_request(data).is_none()),
+        Head::Bad(error) => {
+            assert!(parse_stream_request(data).is_none());
+            match error {
+                HeadError::Incomplete => assert!(!complete && data.len() < MAX_HEAD),
+                HeadError::UriTooLong => assert!(!complete && !data.contains(&b'\n')),
+                HeadError::Timeout => panic!("classify never times out"),
+                // A client that closed mid-preface of HTTP/2 gets an HTTP/1 error it ignores.
+                HeadError::Malformed(_) | HeadError::TooLarge => {
+                    assert!(
+                        complete
+                            || data.len() >= MAX_HEAD
+                            || b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".starts_with(data),
+                        "{data:?}"
+                    )
+                }
+            }
+            assert!(error.status().is_client_error());
+            let body: serde_json::Value =
+                serde_json::from_slice(&error.body()).expect("the error body is JSON");
+            assert!(
+                body["error"].is_string() && body["message"].is_string(),
+                "{body}"
+            );
+        }
+    }
+}
 
 fn render(request: &StreamRequest) -> Vec<u8> {
     let mut head = b"GET /quotes".to_vec();
