@@ -83,7 +83,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                     error.status(),
                     &error.body(),
                     &app.config.cors_origin,
-                    &[],
+                    &CLOSE,
                 )
                 .await;
             }
@@ -130,7 +130,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                 error.status(),
                 &error.body(),
                 &app.config.cors_origin,
-                &[],
+                &CLOSE,
             )
             .await;
             let _ = socket.shutdown().await;
@@ -138,6 +138,12 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
         }
     }
 }
+
+/// The header of an answer after which the connection is closed.
+const CLOSE: [(HeaderName, HeaderValue); 1] = [(
+    warp::http::header::CONNECTION,
+    HeaderValue::from_static("close"),
+)];
 
 /// What the first bytes of a connection are. Public for the fuzz targets.
 #[derive(Debug, PartialEq, Eq)]
