@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use warp::http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::auth::TokenSources;
 use crate::http::quotes::{open_stream, SSE_HEADERS};
 use crate::http::rejection::ApiError;
 use crate::http::App;
@@ -35,8 +36,12 @@ const MAX_HEADERS: usize = 100;
 /// What the first request on a connection turned out to be.
 #[derive(Debug)]
 pub enum FirstRequest {
-    /// An SSE stream, opened; the connection is served by [`serve_stream`].
-    Stream(Box<QuoteStream>),
+    /// An SSE stream, opened; the connection is served by [`serve_stream`] with these CORS
+    /// header lines (for the request's `Origin`).
+    Stream {
+        stream: Box<QuoteStream>,
+        cors: Vec<u8>,
+    },
     /// Anything else: hyper serves the connection, starting with these bytes.
     Other(Bytes),
     /// The client closed or sent nothing in time.
@@ -82,7 +87,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                     socket,
                     error.status(),
                     &error.body(),
-                    &app.config.cors_origin,
+                    &app.cors.head_lines(None),
                     &[],
                 )
                 .await;
@@ -92,13 +97,23 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
     }
     match classify(&head) {
         Head::Stream(request) => {
+            let tokens = TokenSources {
+                authorization: request.authorization.as_deref(),
+                query: None,
+                cookie: request.cookie.as_deref(),
+            };
+            let cors = app.cors.head_lines(request.origin.as_deref());
             match open_stream(
                 app,
                 request.segment.as_deref(),
                 &request.query,
                 request.last_event_id.as_deref(),
+                tokens,
             ) {
-                Ok(stream) => FirstRequest::Stream(Box::new(stream)),
+                Ok(stream) => FirstRequest::Stream {
+                    stream: Box::new(stream),
+                    cors,
+                },
                 Err(e) => {
                     if matches!(e, ApiError::TooManyClients { .. }) {
                         app.feed
@@ -107,15 +122,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let headers = e.extra_headers();
-                    match write_error(
-                        socket,
-                        e.status(),
-                        &e.body(),
-                        &app.config.cors_origin,
-                        &headers,
-                    )
-                    .await
-                    {
+                    match write_error(socket, e.status(), &e.body(), &cors, &headers).await {
                         // Any further request on the connection is hyper's.
                         Ok(()) => FirstRequest::Other(Bytes::new()),
                         Err(_) => FirstRequest::Gone,
@@ -129,7 +136,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                 socket,
                 error.status(),
                 &error.body(),
-                &app.config.cors_origin,
+                &app.cors.head_lines(None),
                 &[],
             )
             .await;
@@ -229,13 +236,13 @@ fn classify(head: &[u8]) -> Head {
     }
 }
 
-/// Writes a whole JSON error response with the headers warp would give it (the CORS origin,
-/// `date`, and `extra` such as `retry-after`), as one write.
+/// Writes a whole JSON error response with the headers warp would give it (the CORS header
+/// lines `cors`, `date`, and `extra` such as `retry-after`), as one write.
 async fn write_error(
     socket: &mut TcpStream,
     status: StatusCode,
     body: &[u8],
-    cors_origin: &str,
+    cors: &[u8],
     extra: &[(HeaderName, HeaderValue)],
 ) -> io::Result<()> {
     let mut response = Vec::with_capacity(256 + body.len());
@@ -250,9 +257,8 @@ async fn write_error(
         response.extend_from_slice(value.as_bytes());
         response.extend_from_slice(b"\r\n");
     }
-    response.extend_from_slice(b"access-control-allow-origin: ");
-    response.extend_from_slice(cors_origin.as_bytes());
-    response.extend_from_slice(b"\r\ncontent-length: ");
+    response.extend_from_slice(cors);
+    response.extend_from_slice(b"content-length: ");
     response.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     response.extend_from_slice(b"\r\ndate: ");
     response.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
@@ -288,6 +294,11 @@ struct StreamRequest {
     segment: Option<String>,
     query: String,
     last_event_id: Option<Vec<u8>>,
+    /// `Origin`, for the CORS allow-list.
+    origin: Option<Vec<u8>>,
+    /// `Authorization` and `Cookie`, where a token may be.
+    authorization: Option<Vec<u8>>,
+    cookie: Option<Vec<u8>>,
 }
 
 /// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
@@ -314,6 +325,7 @@ fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
         }
     };
     let mut last_event_id = None;
+    let (mut origin, mut authorization, mut cookie) = (None, None, None);
     for h in request.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") && h.value != b"0" {
@@ -322,14 +334,25 @@ fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
         if name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("upgrade") {
             return None;
         }
-        if name.eq_ignore_ascii_case("last-event-id") && last_event_id.is_none() {
-            last_event_id = Some(h.value.to_vec());
+        // The first of each, as hyper's `HeaderMap::get` takes it on the other path.
+        for (wanted, slot) in [
+            ("last-event-id", &mut last_event_id),
+            ("origin", &mut origin),
+            ("authorization", &mut authorization),
+            ("cookie", &mut cookie),
+        ] {
+            if name.eq_ignore_ascii_case(wanted) && slot.is_none() {
+                *slot = Some(h.value.to_vec());
+            }
         }
     }
     Some(StreamRequest {
         segment,
         query: query.to_owned(),
         last_event_id,
+        origin,
+        authorization,
+        cookie,
     })
 }
 
@@ -340,7 +363,7 @@ fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
 pub async fn serve_stream(
     mut socket: TcpStream,
     mut stream: QuoteStream,
-    cors_origin: &str,
+    cors: &[u8],
     write_timeout: Duration,
     metrics: &crate::metrics::Metrics,
 ) {
@@ -352,9 +375,8 @@ pub async fn serve_stream(
         head.push_str(value);
         head.push_str("\r\n");
     }
-    head.push_str("access-control-allow-origin: ");
-    head.push_str(cors_origin);
-    head.push_str("\r\ntransfer-encoding: chunked\r\ndate: ");
+    head.push_str(&String::from_utf8_lossy(cors));
+    head.push_str("transfer-encoding: chunked\r\ndate: ");
     head.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
     head.push_str("\r\n\r\n");
     if socket.write_all(head.as_bytes()).await.is_err() {

@@ -10,12 +10,15 @@
 //! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
 //! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
+//! - [`auth`], [`cors`]: token checks and the CORS allow-list, shared by both HTTP paths.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
 
+pub mod auth;
 pub mod bar_store;
 pub mod config;
+pub mod cors;
 pub mod direct;
 pub mod feed;
 pub mod http;

@@ -192,11 +192,11 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
         tokio::spawn(async move {
             let mut socket = socket;
             match direct::first_request(&mut socket, &app, HEADER_READ_TIMEOUT).await {
-                FirstRequest::Stream(stream) => {
+                FirstRequest::Stream { stream, cors } => {
                     direct::serve_stream(
                         socket,
                         *stream,
-                        &app.config.cors_origin,
+                        &cors,
                         app.config.write_timeout(),
                         app.feed.metrics(),
                     )
