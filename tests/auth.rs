@@ -133,6 +133,9 @@ async fn a_token_from_header_query_or_cookie_opens_streams_on_both_paths() {
     server.stop().await;
 }
 
+/// What a refused request is, the headers it sends, and what the 401's message says.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_401_with_the_reason_on_both_paths() {
     let server = common::start(&["--seed", "1", "--jwt-secret", SECRET]).await;
@@ -145,7 +148,7 @@ async fn bad_tokens_are_401_with_the_reason_on_both_paths() {
     let expired = hs256(json!({"exp": now() - 10, "symbols": ["*"]}));
     let early = hs256(json!({"exp": now() + 3600, "nbf": now() + 600, "symbols": ["*"]}));
     let no_exp = hs256(json!({"symbols": ["*"]}));
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("missing", vec![], "a token is required"),
         (
             "malformed",
