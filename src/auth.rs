@@ -243,21 +243,29 @@ pub struct TokenSources<'a> {
 }
 
 /// The request's token: from `Authorization: Bearer` first, then `?token=`, then the cookie.
+/// An `Authorization` header of another scheme (a proxy's `Basic`) is passed over when the
+/// query or the cookie has a token.
 ///
 /// # Errors
 /// [`AuthError::Missing`] when there is none; [`AuthError::Malformed`] for an `Authorization`
-/// header that is not `Bearer <token>`, or a token that is not visible ASCII.
+/// header that is not `Bearer <token>` and no other token, or a token that is not visible ASCII.
 pub fn find_token<'a>(sources: &TokenSources<'a>) -> Result<&'a str, AuthError> {
-    let token = if let Some(value) = sources.authorization {
-        bearer(value).ok_or_else(|| {
-            AuthError::Malformed("the Authorization header must be Bearer <token>".into())
-        })?
-    } else if let Some(value) = sources.query {
-        value.as_bytes()
-    } else if let Some(value) = sources.cookie.and_then(cookie_value) {
-        value
-    } else {
-        return Err(AuthError::Missing);
+    let from_header = sources.authorization.map(bearer);
+    let token = match from_header {
+        Some(Some(token)) => token,
+        _ => match sources
+            .query
+            .map(str::as_bytes)
+            .or_else(|| sources.cookie.and_then(cookie_value))
+        {
+            Some(token) => token,
+            None if from_header.is_some() => {
+                return Err(AuthError::Malformed(
+                    "the Authorization header must be Bearer <token>".into(),
+                ))
+            }
+            None => return Err(AuthError::Missing),
+        },
     };
     if token.is_empty() {
         return Err(AuthError::Missing);
@@ -340,6 +348,33 @@ pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            text in ".{0,300}",
+        ) {
+            let v = Verifier::hs256(SECRET).unwrap();
+            let _ = v.verify(&text, 1000);
+            let sources = TokenSources {
+                authorization: Some(&bytes),
+                query: None,
+                cookie: Some(&bytes),
+            };
+            if let Ok(token) = find_token(&sources) {
+                let _ = v.verify(token, 1000);
+            }
+            // Base64url parts that decode to arbitrary bytes.
+            let part = |b: &[u8]| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+            };
+            let forged = format!("{}.{}.{}", part(&bytes), part(text.as_bytes()), part(&bytes));
+            let _ = v.verify(&forged, 1000);
+        }
+    }
 
     const SECRET: &[u8] = b"0123456789abcdef-test";
 
@@ -441,6 +476,11 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(find_token(&basic), Err(AuthError::Malformed(_))));
+        let basic_and_query = TokenSources {
+            query: Some("q.q.q"),
+            ..basic
+        };
+        assert_eq!(find_token(&basic_and_query), Ok("q.q.q"));
         let binary = TokenSources {
             authorization: Some(b"Bearer a\xffb"),
             ..Default::default()
