@@ -88,7 +88,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                     error.status(),
                     &error.body(),
                     &app.cors.head_lines(None),
-                    &[],
+                    &CLOSE,
                 )
                 .await;
             }
@@ -137,7 +137,7 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                 error.status(),
                 &error.body(),
                 &app.cors.head_lines(None),
-                &[],
+                &CLOSE,
             )
             .await;
             let _ = socket.shutdown().await;
@@ -145,6 +145,12 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
         }
     }
 }
+
+/// The header of an answer after which the connection is closed.
+const CLOSE: [(HeaderName, HeaderValue); 1] = [(
+    warp::http::header::CONNECTION,
+    HeaderValue::from_static("close"),
+)];
 
 /// What the first bytes of a connection are.
 #[derive(Debug, PartialEq, Eq)]

@@ -201,6 +201,7 @@ async fn heads_no_route_can_read_get_json_errors_and_a_close() {
             "{answer}"
         );
         assert!(answer.contains("\r\ndate: "), "{answer}");
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     }
     server.stop().await;
 }
