@@ -28,7 +28,7 @@ use crate::http::App;
 use crate::stream::QuoteStream;
 
 /// Largest request head read before handing the connection to hyper (which rejects it).
-const MAX_HEAD: usize = 8 * 1024;
+pub const MAX_HEAD: usize = 8 * 1024;
 
 /// Most header fields in a request head, as hyper allows.
 const MAX_HEADERS: usize = 100;
@@ -152,9 +152,9 @@ const CLOSE: [(HeaderName, HeaderValue); 1] = [(
     HeaderValue::from_static("close"),
 )];
 
-/// What the first bytes of a connection are.
+/// What the first bytes of a connection are. Public for the fuzz targets.
 #[derive(Debug, PartialEq, Eq)]
-enum Head {
+pub enum Head {
     /// A stream request this module serves.
     Stream(StreamRequest),
     /// A well-formed request (or the HTTP/2 preface) for hyper.
@@ -165,7 +165,7 @@ enum Head {
 
 /// Why a first request head cannot be answered by any route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HeadError {
+pub enum HeadError {
     /// Not HTTP: httparse's reason.
     Malformed(String),
     /// The client closed before the head was complete.
@@ -179,7 +179,8 @@ enum HeadError {
 }
 
 impl HeadError {
-    fn status(&self) -> StatusCode {
+    /// The status of the error reply: always a 4xx.
+    pub fn status(&self) -> StatusCode {
         match self {
             HeadError::Malformed(_) | HeadError::Incomplete => StatusCode::BAD_REQUEST,
             HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -189,7 +190,7 @@ impl HeadError {
     }
 
     /// The JSON body, in the shape of every other error reply.
-    fn body(&self) -> Vec<u8> {
+    pub fn body(&self) -> Vec<u8> {
         let (code, message) = match self {
             HeadError::Malformed(why) => ("bad_request", format!("malformed request head: {why}")),
             HeadError::Incomplete => (
@@ -215,8 +216,8 @@ impl HeadError {
 }
 
 /// Sorts the first bytes of a connection, read until a whole head, [`MAX_HEAD`] bytes or the
-/// client closing.
-fn classify(head: &[u8]) -> Head {
+/// client closing. Public for the fuzz targets.
+pub fn classify(head: &[u8]) -> Head {
     if head.starts_with(H2_PREFACE) {
         return Head::Other;
     }
@@ -278,8 +279,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether `head` holds a whole request head as httparse reads it (CRLF or bare LF line
 /// endings), the whole HTTP/2 preface, or bytes that can never become either (hyper will
-/// answer them).
-fn head_complete(head: &[u8]) -> bool {
+/// answer them). Once true it stays true as more bytes arrive. Public for the fuzz targets.
+pub fn head_complete(head: &[u8]) -> bool {
     if H2_PREFACE.starts_with(head) {
         return head.len() == H2_PREFACE.len();
     }
@@ -295,22 +296,24 @@ fn head_complete(head: &[u8]) -> bool {
 
 /// The parts of a stream request that decide what the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct StreamRequest {
-    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}`.
-    segment: Option<String>,
-    query: String,
-    last_event_id: Option<Vec<u8>>,
-    /// `Origin`, for the CORS allow-list.
-    origin: Option<Vec<u8>>,
-    /// `Authorization` and `Cookie`, where a token may be.
-    authorization: Option<Vec<u8>>,
-    cookie: Option<Vec<u8>>,
+pub struct StreamRequest {
+    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}` (still percent-encoded).
+    pub segment: Option<String>,
+    /// The raw query string, without the `?`.
+    pub query: String,
+    /// The first `Last-Event-ID` header's value, as sent.
+    pub last_event_id: Option<Vec<u8>>,
+    /// The first `Origin` header's value, for the CORS allow-list.
+    pub origin: Option<Vec<u8>>,
+    /// The first `Authorization` and `Cookie` headers' values, where a token may be.
+    pub authorization: Option<Vec<u8>>,
+    pub cookie: Option<Vec<u8>>,
 }
 
 /// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
-/// that hyper should handle.
-fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+/// that hyper should handle. Public for the fuzz targets, which feed it arbitrary bytes.
+pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     if !matches!(request.parse(head), Ok(httparse::Status::Complete(n)) if n == head.len()) {
         return None;
@@ -594,5 +597,17 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[test]
+    fn a_stream_request_with_many_header_fields_is_still_served_here() {
+        // classify accepts up to MAX_HEADERS fields; the stream parser used to stop at 32 and
+        // sent such a request to hyper instead.
+        let mut head = b"GET /quotes HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            head.extend_from_slice(format!("x-field-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(matches!(classify(&head), Head::Stream(_)));
     }
 }
