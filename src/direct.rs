@@ -9,6 +9,10 @@
 //! frame bytes, CRLF), with nothing buffered per client. Everything else (other routes, errors,
 //! HTTP/2, HTTP/1.0, requests with bodies) goes to hyper and warp along with the bytes already
 //! read, so routing and error replies live in one place: [`crate::http`].
+//!
+//! The socket is plain TCP or HTTPS that negotiated `http/1.1` (anything `AsyncRead +
+//! AsyncWrite`), so HTTP/1.1 over TLS keeps the same encode-once, cursor-only path. Each
+//! write ends with a flush, which TLS needs to send what it encrypted and TCP ignores.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -55,7 +59,11 @@ pub enum FirstRequest {
 /// get their JSON error here and the connection is closed; so does a refused stream request,
 /// whose connection then goes on to hyper for any further request. Either way the head is
 /// parsed once.
-pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration) -> FirstRequest {
+pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    app: &App,
+    timeout: Duration,
+) -> FirstRequest {
     let mut head = BytesMut::with_capacity(1024);
     let read_head = async {
         loop {
@@ -245,8 +253,8 @@ pub fn classify(head: &[u8]) -> Head {
 
 /// Writes a whole JSON error response with the headers warp would give it (the CORS header
 /// lines `cors`, `date`, and `extra` such as `retry-after`), as one write.
-async fn write_error(
-    socket: &mut TcpStream,
+async fn write_error<S: AsyncWrite + Unpin>(
+    socket: &mut S,
     status: StatusCode,
     body: &[u8],
     cors: &[u8],
@@ -271,7 +279,8 @@ async fn write_error(
     response.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     response.extend_from_slice(b"\r\n\r\n");
     response.extend_from_slice(body);
-    socket.write_all(&response).await
+    socket.write_all(&response).await?;
+    socket.flush().await
 }
 
 /// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113, section 3.4).
@@ -369,8 +378,8 @@ pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
 /// or the client goes away; ends the chunked body cleanly on shutdown. A client whose write
 /// stays blocked for `write_timeout` (it stopped reading) is disconnected and counted, so it
 /// cannot hold its `--max-clients` slot forever.
-pub async fn serve_stream(
-    mut socket: TcpStream,
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
     mut stream: QuoteStream,
     cors: &[u8],
     write_timeout: Duration,
@@ -388,7 +397,8 @@ pub async fn serve_stream(
     head.push_str("transfer-encoding: chunked\r\ndate: ");
     head.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
     head.push_str("\r\n\r\n");
-    if socket.write_all(head.as_bytes()).await.is_err() {
+    // TLS holds what it encrypts until a flush; plain TCP sends at once and ignores it.
+    if socket.write_all(head.as_bytes()).await.is_err() || socket.flush().await.is_err() {
         return;
     }
     let mut probe = [0u8; 64];
@@ -427,17 +437,24 @@ pub async fn serve_stream(
 
 /// One HTTP chunk (`{len:x}\r\n{parts...}\r\n`) as vectored writes: the frame bytes are
 /// shared, never copied.
-async fn write_chunk(socket: &mut TcpStream, mut parts: Vec<Bytes>) -> io::Result<()> {
+async fn write_chunk<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    mut parts: Vec<Bytes>,
+) -> io::Result<()> {
     let len = parts.iter().map(Bytes::len).sum();
     let mut size_line = [0u8; 18];
     let size_len = hex_size_line(len, &mut size_line);
     parts.insert(0, Bytes::copy_from_slice(&size_line[..size_len]));
     parts.push(Bytes::from_static(b"\r\n"));
-    write_all_vectored(socket, &mut parts).await
+    write_all_vectored(socket, &mut parts).await?;
+    socket.flush().await
 }
 
 /// Writes every buffer in order, as few `writev` calls as the socket allows.
-async fn write_all_vectored(socket: &mut TcpStream, bufs: &mut [Bytes]) -> io::Result<()> {
+async fn write_all_vectored<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    bufs: &mut [Bytes],
+) -> io::Result<()> {
     /// Buffers passed to one `writev`; far below the kernel's limit of 1024.
     const MAX_SLICES: usize = 64;
     let mut first = 0;
@@ -477,19 +494,19 @@ fn hex_size_line(len: usize, out: &mut [u8; 18]) -> usize {
 /// A connection whose first bytes were already read: replays them before reading on, so hyper
 /// sees the whole request.
 #[derive(Debug)]
-pub struct Prefixed {
+pub struct Prefixed<S = TcpStream> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Prefixed {
+impl<S> Prefixed<S> {
     /// `inner`, with `prefix` read first.
-    pub fn new(prefix: Bytes, inner: TcpStream) -> Self {
+    pub fn new(prefix: Bytes, inner: S) -> Self {
         Prefixed { prefix, inner }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -505,7 +522,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,5 +1,6 @@
-//! One connection: a raw TCP socket, a hand-written GET, the response head, then the body read
-//! into a per-thread buffer and parsed in place. Nothing is allocated per event.
+//! One connection: a raw TCP socket (or TLS over it), a hand-written GET, the response head,
+//! then the body read into a per-thread buffer and parsed in place. Nothing is allocated per
+//! event. HTTP/2 streams ([`crate::h2`]) reuse the same decoding and counting.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -9,8 +10,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use crate::http::{self, Body, Framing, ProtocolError};
 use crate::sse::{self, Event, Sink};
@@ -18,6 +22,10 @@ use crate::stats::{self, Counters, Shard, Tally};
 
 /// Bytes read from a socket at once.
 const READ_BUF: usize = 64 * 1024;
+
+/// Bytes read from a TLS stream at once: one TLS record's worth, per connection (a TLS read
+/// decrypts into the caller's buffer across awaits, so the per-thread buffer cannot serve).
+const TLS_READ_BUF: usize = 16 * 1024;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -29,6 +37,10 @@ pub struct Shared {
     /// Limit on connecting, sending the request and reading the response head.
     pub timeout: Duration,
     pub counters: Counters,
+    /// For `https://`: the connector and the name the certificate must carry.
+    pub tls: Option<(Arc<tokio_rustls::rustls::ClientConfig>, ServerName<'static>)>,
+    /// For `--h2`: the shared HTTP/2 connections.
+    pub h2: Option<crate::h2::Pool>,
 }
 
 /// Per worker thread: the read buffer and the statistics shard.
@@ -46,13 +58,13 @@ thread_local! {
 
 /// Why a connection never became a stream: `reason` groups failures in the report.
 #[derive(Debug)]
-struct Failure {
-    reason: String,
-    detail: String,
+pub struct Failure {
+    pub reason: String,
+    pub detail: String,
 }
 
 impl Failure {
-    fn io(what: &str, target: SocketAddr, e: &io::Error) -> Failure {
+    pub fn io(what: &str, target: SocketAddr, e: &io::Error) -> Failure {
         let msg = e.to_string();
         let short = msg
             .split(" (os error")
@@ -65,7 +77,7 @@ impl Failure {
         }
     }
 
-    fn new(reason: impl Into<String>, detail: impl Into<String>) -> Failure {
+    pub fn new(reason: impl Into<String>, detail: impl Into<String>) -> Failure {
         Failure {
             reason: reason.into(),
             detail: detail.into(),
@@ -74,7 +86,7 @@ impl Failure {
 }
 
 /// Decrements the open-stream gauge when the stream ends or its task is cancelled.
-struct OpenGuard<'a>(&'a Counters);
+pub struct OpenGuard<'a>(pub &'a Counters);
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
@@ -82,26 +94,29 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
+/// Runs `f` with this thread's statistics shard.
+pub fn with_shard<T>(f: impl FnOnce(&Mutex<Shard>) -> T) -> T {
+    LOCAL.with_borrow(|local| f(&local.shard))
+}
+
+/// A connected socket, plain or TLS.
+pub enum Socket {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
 /// Runs connection number `index` until the server ends it or the task is cancelled.
 pub async fn run(index: usize, shared: Arc<Shared>) {
+    if shared.h2.is_some() {
+        return crate::h2::run(index, shared).await;
+    }
     let counters = &shared.counters;
-    let source = match shared.sources.len() {
-        0 => None,
-        n => Some(shared.sources[index % n]),
-    };
+    let source = source_for(&shared, index);
     let (socket, framing, rest) =
         match tokio::time::timeout(shared.timeout, open(&shared, source)).await {
             Ok(Ok(opened)) => opened,
             Ok(Err(f)) => return counters.fail(f.reason, f.detail),
-            Err(_) => {
-                return counters.fail(
-                    "timeout".into(),
-                    format!(
-                        "no response from {} within {:?}",
-                        shared.target, shared.timeout
-                    ),
-                )
-            }
+            Err(_) => return counters.fail("timeout".into(), timeout_detail(&shared)),
         };
     counters.connected.fetch_add(1, Relaxed);
     counters.open.fetch_add(1, Relaxed);
@@ -111,30 +126,62 @@ pub async fn run(index: usize, shared: Arc<Shared>) {
     // Body bytes that came with the head.
     let mut step = LOCAL.with_borrow_mut(|local| stream.process(&rest, &local.shard, counters));
     drop(rest);
-    while step == Step::More {
-        if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
-            step = Step::Closed;
-            break;
+    match socket {
+        Socket::Plain(socket) => {
+            while step == Step::More {
+                if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
+                    step = Step::Closed;
+                    break;
+                }
+                step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
+                    Ok(0) => Step::Closed,
+                    Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
+                    Err(_) => Step::Closed,
+                });
+            }
         }
-        step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
-            Ok(0) => Step::Closed,
-            Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
-            Err(_) => Step::Closed,
-        });
+        Socket::Tls(mut socket) => {
+            let mut buf = vec![0u8; TLS_READ_BUF];
+            while step == Step::More {
+                step = match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => Step::Closed,
+                    Ok(n) => {
+                        LOCAL.with_borrow(|local| stream.process(&buf[..n], &local.shard, counters))
+                    }
+                };
+            }
+        }
     }
+    ended(counters, step);
+}
+
+/// Counts a stream that ended, and how.
+pub fn ended(counters: &Counters, step: Step) {
     counters.disconnects.fetch_add(1, Relaxed);
     if step == Step::Protocol {
         counters.protocol_errors.fetch_add(1, Relaxed);
     }
 }
 
-/// Connects, sends the request and reads the head; returns the socket, the body framing and
-/// any body bytes read with the head.
-async fn open(
-    shared: &Shared,
-    source: Option<IpAddr>,
-) -> Result<(TcpStream, Framing, Vec<u8>), Failure> {
+/// The source address for connection `index`, round-robin; `None` lets the kernel choose.
+pub fn source_for(shared: &Shared, index: usize) -> Option<IpAddr> {
+    match shared.sources.len() {
+        0 => None,
+        n => Some(shared.sources[index % n]),
+    }
+}
+
+/// The failure detail of a connection that ran out of `--timeout`.
+pub fn timeout_detail(shared: &Shared) -> String {
+    format!(
+        "no response from {} within {:?}",
+        shared.target, shared.timeout
+    )
+}
+
+/// Connects to the target from `source`, with the TLS handshake for `https://`.
+pub async fn connect(shared: &Shared, source: Option<IpAddr>) -> Result<Socket, Failure> {
     let target = shared.target;
     let socket = match target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -146,12 +193,48 @@ async fn open(
             .bind(SocketAddr::new(ip, 0))
             .map_err(|e| Failure::io("bind", target, &e))?;
     }
-    let mut socket = socket
+    let socket = socket
         .connect(target)
         .await
         .map_err(|e| Failure::io("connect", target, &e))?;
+    let _ = socket.set_nodelay(true);
+    let Some((config, name)) = &shared.tls else {
+        return Ok(Socket::Plain(socket));
+    };
+    let tls = TlsConnector::from(config.clone())
+        .connect(name.clone(), socket)
+        .await
+        .map_err(|e| Failure::io("tls handshake", target, &e))?;
+    Ok(Socket::Tls(Box::new(tls)))
+}
+
+/// Connects, sends the request and reads the head; returns the socket, the body framing and
+/// any body bytes read with the head.
+async fn open(
+    shared: &Shared,
+    source: Option<IpAddr>,
+) -> Result<(Socket, Framing, Vec<u8>), Failure> {
+    let target = shared.target;
+    let mut socket = connect(shared, source).await?;
+    let (framing, rest) = match &mut socket {
+        Socket::Plain(plain) => request(plain, shared, target).await?,
+        Socket::Tls(tls) => request(tls.as_mut(), shared, target).await?,
+    };
+    Ok((socket, framing, rest))
+}
+
+/// Sends the request on `socket` and reads the response head.
+async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    shared: &Shared,
+    target: SocketAddr,
+) -> Result<(Framing, Vec<u8>), Failure> {
     socket
         .write_all(&shared.request)
+        .await
+        .map_err(|e| Failure::io("write", target, &e))?;
+    socket
+        .flush()
         .await
         .map_err(|e| Failure::io("write", target, &e))?;
     let mut buf = Vec::with_capacity(4096);
@@ -190,7 +273,7 @@ async fn open(
                 ));
             }
             let rest = buf.split_off(len);
-            return Ok((socket, head.framing, rest));
+            return Ok((head.framing, rest));
         }
         if buf.len() > http::MAX_HEAD {
             return Err(Failure::new(
@@ -205,7 +288,7 @@ async fn open(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub enum Step {
     More,
     /// The body ended, or the connection closed or broke.
     Closed,
@@ -215,14 +298,14 @@ enum Step {
 
 /// Decoding state of one established stream.
 #[derive(Debug)]
-struct Stream {
+pub struct Stream {
     body: Body,
     sse: sse::Parser,
     last_id: Option<u64>,
 }
 
 impl Stream {
-    fn new(framing: Framing) -> Stream {
+    pub fn new(framing: Framing) -> Stream {
         Stream {
             body: Body::new(framing),
             sse: sse::Parser::default(),
@@ -231,7 +314,7 @@ impl Stream {
     }
 
     /// Handles one read's bytes and adds what it saw to the counters and the shard.
-    fn process(&mut self, bytes: &[u8], shard: &Mutex<Shard>, counters: &Counters) -> Step {
+    pub fn process(&mut self, bytes: &[u8], shard: &Mutex<Shard>, counters: &Counters) -> Step {
         if bytes.is_empty() {
             return Step::More;
         }

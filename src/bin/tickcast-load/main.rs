@@ -8,10 +8,12 @@
 //! be loopback unless `--allow-remote` is given, and every run ends by itself.
 
 mod conn;
+mod h2;
 mod http;
 mod sse;
 mod stats;
 mod target;
+mod tls;
 
 use std::io::{IsTerminal, Write};
 use std::pin::pin;
@@ -49,9 +51,29 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, Parser)]
 #[command(name = "tickcast-load", version)]
 struct Args {
-    /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes (http:// only).
+    /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes or https://localhost:3443/quotes
+    /// (https needs --cacert or --insecure).
     #[arg(long)]
     url: String,
+
+    /// Multiplex the streams over HTTP/2 connections (ALPN h2 for https://, prior knowledge
+    /// h2c for http://), --streams-per-conn to each.
+    #[arg(long)]
+    h2: bool,
+
+    /// Streams per HTTP/2 connection with --h2 (1 to 1000; tickcast allows 100).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    streams_per_conn: usize,
+
+    /// For https://: trust the certificates (or CA) in this PEM file, such as the server's
+    /// own --tls-cert.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    cacert: Option<std::path::PathBuf>,
+
+    /// For https://: accept any certificate (a --tls-self-signed server). The connection is
+    /// encrypted but the server is not authenticated.
+    #[arg(long)]
+    insecure: bool,
 
     /// Streams to open (at most 50000).
     #[arg(long, default_value_t = 100)]
@@ -120,7 +142,12 @@ fn main() -> ExitCode {
         Ok(plan) => plan,
         Err(msg) => return usage_error(&msg),
     };
-    let fd_limit = match raise_fd_limit(plan.clients) {
+    let sockets = plan
+        .shared
+        .h2
+        .as_ref()
+        .map_or(plan.clients, |pool| pool.connections() as u64);
+    let fd_limit = match raise_fd_limit(sockets) {
         Ok(limit) => limit,
         Err(msg) => return usage_error(&msg),
     };
@@ -212,6 +239,40 @@ fn plan(args: Args) -> Result<Plan, String> {
     }
     let url = Url::parse(&args.url)?;
     let addr = url.resolve(args.allow_remote)?;
+    if !(1..=1000).contains(&args.streams_per_conn) {
+        return Err(format!(
+            "--streams-per-conn must be 1 to 1000, got {}",
+            args.streams_per_conn
+        ));
+    }
+    let tls = if url.tls {
+        let trust = match (&args.cacert, args.insecure) {
+            (Some(path), _) => tls::Trust::File(path),
+            (None, true) => tls::Trust::Anything,
+            (None, false) => {
+                return Err(format!(
+                "--url {}: https needs --cacert PEM (the server's certificate or CA) or --insecure",
+                args.url
+            ))
+            }
+        };
+        let alpn: &[u8] = if args.h2 { b"h2" } else { b"http/1.1" };
+        let config = tls::client_config(trust, alpn)?;
+        Some((config, tls::server_name(&url.host)?))
+    } else {
+        if args.cacert.is_some() || args.insecure {
+            return Err("--cacert and --insecure are for https:// URLs".to_string());
+        }
+        None
+    };
+    let h2 = match args.h2 {
+        true => Some(h2::Pool::new(
+            args.clients,
+            args.streams_per_conn,
+            url.uri()?,
+        )),
+        false => None,
+    };
     let sources = target::source_ips(addr, args.clients, args.source_ips)?;
     let shared = Arc::new(Shared {
         target: addr,
@@ -219,6 +280,8 @@ fn plan(args: Args) -> Result<Plan, String> {
         request: url.request(),
         timeout: Duration::from_secs_f64(args.timeout),
         counters: Counters::default(),
+        tls,
+        h2,
     });
     Ok(Plan {
         url,
@@ -325,6 +388,10 @@ async fn run(plan: Plan) -> (Report, bool) {
     phase.store(CLOSING, Relaxed);
     tasks.abort_all();
     let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    // Only now: a stream still running would count its connection's end as a disconnect.
+    if let Some(pool) = &shared.h2 {
+        pool.close();
+    }
     if let Some(p) = progress {
         p.abort();
         let _ = p.await;
@@ -339,8 +406,22 @@ async fn run(plan: Plan) -> (Report, bool) {
     }
 
     let merged = stats::merged();
+    let (protocol, connections) = match &shared.h2 {
+        Some(pool) => (
+            format!("HTTP/2, {} streams per connection", pool.streams_per_conn()),
+            pool.opened() as u64,
+        ),
+        None => ("HTTP/1.1".to_string(), counters.connected.load(Relaxed)),
+    };
     let report = Report {
-        url: format!("http://{}{}", plan.url.authority, plan.url.path),
+        protocol,
+        connections,
+        url: format!(
+            "{}://{}{}",
+            plan.url.scheme(),
+            plan.url.authority,
+            plan.url.path
+        ),
         clients: plan.clients,
         source_ips: shared.sources.len().max(1) as u32,
         connected: counters.connected.load(Relaxed),

@@ -220,6 +220,10 @@ pub struct Latency {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub url: String,
+    /// `HTTP/1.1`, or `HTTP/2 (N streams per connection)`.
+    pub protocol: String,
+    /// TCP (and TLS) connections opened: one per stream over HTTP/1.1.
+    pub connections: u64,
     pub clients: u64,
     pub source_ips: u32,
     pub connected: u64,
@@ -300,6 +304,8 @@ impl Report {
             .collect();
         json!({
             "url": self.url,
+            "protocol": self.protocol,
+            "connections": self.connections,
             "clients": self.clients,
             "connected": self.connected,
             "failed": self.failed,
@@ -332,6 +338,10 @@ impl Report {
             let _ = writeln!(t, "  {k:<20} {v}");
         };
         row("target", self.url.clone());
+        row(
+            "protocol",
+            format!("{} ({} connections)", self.protocol, self.connections),
+        );
         row(
             "clients",
             format!("{} (source addresses: {})", self.clients, self.source_ips),
@@ -410,6 +420,8 @@ mod tests {
 
     fn sample() -> Report {
         Report {
+            protocol: "HTTP/1.1".into(),
+            connections: 1,
             url: "http://127.0.0.1:3000/quotes".into(),
             clients: 10,
             source_ips: 1,
