@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::Verifier;
+use crate::cors::Cors;
 use crate::market::clock::{self, ClockError, MarketMs};
 use crate::market::simulator::MAX_FIRST_SEQ;
-use warp::http::HeaderValue;
 
 /// tickcast: a stock-market simulator that broadcasts quotes as Server-Sent Events.
 #[derive(Debug, Clone, Parser)]
@@ -95,9 +96,31 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_MAX_SYMBOLS")]
     pub max_symbols: Option<usize>,
 
-    /// Value of Access-Control-Allow-Origin on every response.
+    /// Origins whose pages may read responses: `*` for every origin, or a comma-separated list
+    /// of origins (scheme://host[:port]); a listed request Origin is echoed in
+    /// Access-Control-Allow-Origin (with Vary: Origin), others get none.
     #[arg(long, env = "TICKCAST_CORS_ORIGIN", default_value = "*")]
     pub cors_origin: String,
+
+    /// Require a JWT signed with this HS256 secret (at least 16 bytes) on every stream and data
+    /// route, from Authorization: Bearer, ?token= or the tickcast_token cookie.
+    #[arg(
+        long,
+        env = "TICKCAST_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Require a JWT verified with this RSA (RS256) or EC P-256 (ES256) public key, a PEM file;
+    /// the algorithm comes from the key.
+    #[arg(long, env = "TICKCAST_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Require `Authorization: Bearer <token>` with this token on /healthz and /metrics
+    /// (open without it).
+    #[arg(long, env = "TICKCAST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 
     /// Serve the dashboard from this directory instead of the copy built into the binary.
     #[arg(long, env = "TICKCAST_WEB_DIR")]
@@ -147,6 +170,43 @@ pub struct Config {
     /// The TLS setup, loaded once from the flags above (see [`Config::load_tls`]).
     #[arg(skip)]
     pub tls: Option<crate::tls::Tls>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print an HS256 token for --jwt-secret, for demos and tests.
+    Token(TokenArgs),
+}
+
+/// `tickcast token`: what the token grants and for how long.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The server's --jwt-secret.
+    #[arg(long, env = "TICKCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// Symbols the token allows, comma-separated; * for all.
+    #[arg(long, default_value = "*")]
+    pub symbols: String,
+
+    /// How long the token is valid: 90s, 15m, 1h, 7d, or combinations such as 1h30m.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+/// Longest `--ttl`: a year. Longer-lived tokens are better replaced by rotating the secret.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90s, 15m, 1h)"))?;
+    if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
+        return Err("must be between 1s and 366d".into());
+    }
+    Ok(ttl)
 }
 
 /// Most trading days of generated daily bars: ten years.
@@ -204,8 +264,14 @@ pub enum ConfigError {
     MaxConnectionsPerIp,
     #[error("--max-symbols must be at least 1")]
     MaxSymbols,
-    #[error("--cors-origin is not a valid header value: {0:?}")]
-    CorsOrigin(String),
+    #[error(transparent)]
+    CorsOrigin(#[from] crate::cors::CorsError),
+    #[error(transparent)]
+    JwtKey(#[from] crate::auth::KeyError),
+    #[error("cannot read --jwt-public-key {0}: {1}")]
+    JwtKeyFile(PathBuf, String),
+    #[error("--metrics-token must be 16 to 256 visible ASCII characters")]
+    MetricsToken,
     #[error("--flush-ms must be at most 10000, got {0}")]
     Flush(u64),
     #[error("--tls-cert and --tls-key must be given together")]
@@ -270,8 +336,13 @@ impl Config {
         if self.max_symbols == Some(0) {
             return Err(ConfigError::MaxSymbols);
         }
-        if HeaderValue::from_str(&self.cors_origin).is_err() || self.cors_origin.is_empty() {
-            return Err(ConfigError::CorsOrigin(self.cors_origin.clone()));
+        self.cors()?;
+        self.jwt_verifier()?;
+        if let Some(token) = &self.metrics_token {
+            let visible = token.bytes().all(|b| b.is_ascii_graphic());
+            if !(16..=256).contains(&token.len()) || !visible {
+                return Err(ConfigError::MetricsToken);
+            }
         }
         if self.flush_ms > 10_000 {
             return Err(ConfigError::Flush(self.flush_ms));
@@ -303,6 +374,31 @@ impl Config {
     pub fn first_seq_at(&self, now_ms: u64) -> u64 {
         self.first_seq
             .unwrap_or_else(|| now_ms.saturating_mul(1000).clamp(1, MAX_FIRST_SEQ))
+    }
+
+    /// The CORS allow-list; echoed origins may send credentials when tokens are required.
+    ///
+    /// # Errors
+    /// An invalid `--cors-origin`.
+    pub fn cors(&self) -> Result<Cors, ConfigError> {
+        let credentials = self.jwt_secret.is_some() || self.jwt_public_key.is_some();
+        Ok(Cors::parse(&self.cors_origin, credentials)?)
+    }
+
+    /// The token verifier, if `--jwt-secret` or `--jwt-public-key` is set.
+    ///
+    /// # Errors
+    /// A short secret, or a key file that cannot be read or holds no public key.
+    pub fn jwt_verifier(&self) -> Result<Option<Verifier>, ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(Some(Verifier::hs256(secret.as_bytes())?));
+        }
+        if let Some(path) = &self.jwt_public_key {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::JwtKeyFile(path.clone(), e.kind().to_string()))?;
+            return Ok(Some(Verifier::from_public_pem(&pem)?));
+        }
+        Ok(None)
     }
 
     /// `--write-timeout-secs` as a duration.
@@ -399,6 +495,15 @@ mod tests {
             Err(ConfigError::Heartbeat(0))
         );
         assert!(parse(&["--cors-origin", "a\u{7f}b"]).validate().is_err());
+        assert!(parse(&["--cors-origin", "http://a:1,http://b"])
+            .validate()
+            .is_ok());
+        assert!(parse(&["--cors-origin", "http://a/"]).validate().is_err());
+        assert!(parse(&["--jwt-secret", "short"]).validate().is_err());
+        assert!(parse(&["--jwt-public-key", "/nonexistent.pem"])
+            .validate()
+            .is_err());
+        assert!(parse(&["--metrics-token", "x"]).validate().is_err());
         assert!(Config::try_parse_from(["tickcast", "--addr", "nope"]).is_err());
         assert!(parse(&["--addr", "localhost:3000"]).addr.ip().is_loopback());
         assert_eq!(parse(&["--addr", "[::1]:80"]).addr.to_string(), "[::1]:80");

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 
 use warp::http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::auth::TokenSources;
 use crate::http::quotes::{open_stream, SSE_HEADERS};
 use crate::http::rejection::ApiError;
 use crate::http::App;
@@ -39,8 +40,12 @@ const MAX_HEADERS: usize = 100;
 /// What the first request on a connection turned out to be.
 #[derive(Debug)]
 pub enum FirstRequest {
-    /// An SSE stream, opened; the connection is served by [`serve_stream`].
-    Stream(Box<QuoteStream>),
+    /// An SSE stream, opened; the connection is served by [`serve_stream`] with these CORS
+    /// header lines (for the request's `Origin`).
+    Stream {
+        stream: Box<QuoteStream>,
+        cors: Vec<u8>,
+    },
     /// Anything else: hyper serves the connection, starting with these bytes.
     Other(Bytes),
     /// The client closed or sent nothing in time.
@@ -90,7 +95,7 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
                     socket,
                     error.status(),
                     &error.body(),
-                    &app.config.cors_origin,
+                    &app.cors.head_lines(None),
                     &CLOSE,
                 )
                 .await;
@@ -100,13 +105,23 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
     }
     match classify(&head) {
         Head::Stream(request) => {
+            let tokens = TokenSources {
+                authorization: request.authorization.as_deref(),
+                query: None,
+                cookie: request.cookie.as_deref(),
+            };
+            let cors = app.cors.head_lines(request.origin.as_deref());
             match open_stream(
                 app,
                 request.segment.as_deref(),
                 &request.query,
                 request.last_event_id.as_deref(),
+                tokens,
             ) {
-                Ok(stream) => FirstRequest::Stream(Box::new(stream)),
+                Ok(stream) => FirstRequest::Stream {
+                    stream: Box::new(stream),
+                    cors,
+                },
                 Err(e) => {
                     if matches!(e, ApiError::TooManyClients { .. }) {
                         app.feed
@@ -115,15 +130,7 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let headers = e.extra_headers();
-                    match write_error(
-                        socket,
-                        e.status(),
-                        &e.body(),
-                        &app.config.cors_origin,
-                        &headers,
-                    )
-                    .await
-                    {
+                    match write_error(socket, e.status(), &e.body(), &cors, &headers).await {
                         // Any further request on the connection is hyper's.
                         Ok(()) => FirstRequest::Other(Bytes::new()),
                         Err(_) => FirstRequest::Gone,
@@ -137,7 +144,7 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
                 socket,
                 error.status(),
                 &error.body(),
-                &app.config.cors_origin,
+                &app.cors.head_lines(None),
                 &CLOSE,
             )
             .await;
@@ -244,13 +251,13 @@ pub fn classify(head: &[u8]) -> Head {
     }
 }
 
-/// Writes a whole JSON error response with the headers warp would give it (the CORS origin,
-/// `date`, and `extra` such as `retry-after`), as one write.
+/// Writes a whole JSON error response with the headers warp would give it (the CORS header
+/// lines `cors`, `date`, and `extra` such as `retry-after`), as one write.
 async fn write_error<S: AsyncWrite + Unpin>(
     socket: &mut S,
     status: StatusCode,
     body: &[u8],
-    cors_origin: &str,
+    cors: &[u8],
     extra: &[(HeaderName, HeaderValue)],
 ) -> io::Result<()> {
     let mut response = Vec::with_capacity(256 + body.len());
@@ -265,9 +272,8 @@ async fn write_error<S: AsyncWrite + Unpin>(
         response.extend_from_slice(value.as_bytes());
         response.extend_from_slice(b"\r\n");
     }
-    response.extend_from_slice(b"access-control-allow-origin: ");
-    response.extend_from_slice(cors_origin.as_bytes());
-    response.extend_from_slice(b"\r\ncontent-length: ");
+    response.extend_from_slice(cors);
+    response.extend_from_slice(b"content-length: ");
     response.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     response.extend_from_slice(b"\r\ndate: ");
     response.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
@@ -306,6 +312,11 @@ pub struct StreamRequest {
     pub query: String,
     /// The first `Last-Event-ID` header's value, as sent.
     pub last_event_id: Option<Vec<u8>>,
+    /// The first `Origin` header's value, for the CORS allow-list.
+    pub origin: Option<Vec<u8>>,
+    /// The first `Authorization` and `Cookie` headers' values, where a token may be.
+    pub authorization: Option<Vec<u8>>,
+    pub cookie: Option<Vec<u8>>,
 }
 
 /// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
@@ -332,6 +343,7 @@ pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
         }
     };
     let mut last_event_id = None;
+    let (mut origin, mut authorization, mut cookie) = (None, None, None);
     for h in request.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") && h.value != b"0" {
@@ -340,14 +352,25 @@ pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
         if name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("upgrade") {
             return None;
         }
-        if name.eq_ignore_ascii_case("last-event-id") && last_event_id.is_none() {
-            last_event_id = Some(h.value.to_vec());
+        // The first of each, as hyper's `HeaderMap::get` takes it on the other path.
+        for (wanted, slot) in [
+            ("last-event-id", &mut last_event_id),
+            ("origin", &mut origin),
+            ("authorization", &mut authorization),
+            ("cookie", &mut cookie),
+        ] {
+            if name.eq_ignore_ascii_case(wanted) && slot.is_none() {
+                *slot = Some(h.value.to_vec());
+            }
         }
     }
     Some(StreamRequest {
         segment,
         query: query.to_owned(),
         last_event_id,
+        origin,
+        authorization,
+        cookie,
     })
 }
 
@@ -358,7 +381,7 @@ pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
 pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: S,
     mut stream: QuoteStream,
-    cors_origin: &str,
+    cors: &[u8],
     write_timeout: Duration,
     metrics: &crate::metrics::Metrics,
 ) {
@@ -370,9 +393,8 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         head.push_str(value);
         head.push_str("\r\n");
     }
-    head.push_str("access-control-allow-origin: ");
-    head.push_str(cors_origin);
-    head.push_str("\r\ntransfer-encoding: chunked\r\ndate: ");
+    head.push_str(&String::from_utf8_lossy(cors));
+    head.push_str("transfer-encoding: chunked\r\ndate: ");
     head.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
     head.push_str("\r\n\r\n");
     // TLS holds what it encrypts until a flush; plain TCP sends at once and ignores it.

@@ -12,12 +12,15 @@
 //! - [`tls`]: HTTPS (rustls) with ALPN `h2` and `http/1.1`.
 //! - [`guard`]: deadlines and buffer bounds for connections that hyper serves (HTTP/2).
 //! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
+//! - [`auth`], [`cors`]: token checks and the CORS allow-list, shared by both HTTP paths.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
 
+pub mod auth;
 pub mod bar_store;
 pub mod config;
+pub mod cors;
 pub mod direct;
 pub mod feed;
 pub mod guard;

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tickcast::config::LogFormat;
-use tickcast::market::symbols;
+use tickcast::config::{Command, LogFormat, TokenArgs};
+use tickcast::market::{symbols, Symbol};
 use tickcast::{shutdown, Config};
 
 /// Exit code of a usage error (a bad flag or flag value), as clap uses; other failures exit 1.
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
+    if let Some(Command::Token(args)) = &config.command {
+        return print_token(args);
+    }
     if let Err(e) = config.validate() {
         eprintln!("tickcast: error: {e}");
         return ExitCode::from(USAGE_ERROR);
@@ -53,6 +56,34 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("tickcast: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tickcast token`: prints an HS256 token for the given symbols and lifetime.
+fn print_token(args: &TokenArgs) -> ExitCode {
+    let symbols: Vec<String> = args
+        .symbols
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
+    if let Some(bad) = symbols
+        .iter()
+        .find(|s| s.as_str() != tickcast::auth::ALL_SYMBOLS && s.parse::<Symbol>().is_err())
+    {
+        eprintln!("tickcast: error: --symbols: {bad:?} is not a symbol (or * for all)");
+        return ExitCode::from(USAGE_ERROR);
+    }
+    let now = tickcast::auth::unix_now();
+    let exp = now + args.ttl.as_secs();
+    match tickcast::auth::mint(args.jwt_secret.as_bytes(), &symbols, now, exp) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tickcast: error: {e}");
+            ExitCode::from(USAGE_ERROR)
         }
     }
 }

@@ -281,11 +281,11 @@ where
 {
     let app = &shared.app;
     match direct::first_request(&mut socket, app, HEADER_READ_TIMEOUT).await {
-        FirstRequest::Stream(stream) => {
+        FirstRequest::Stream { stream, cors } => {
             direct::serve_stream(
                 socket,
                 *stream,
-                &app.config.cors_origin,
+                &cors,
                 app.config.write_timeout(),
                 app.feed.metrics(),
             )

@@ -96,7 +96,23 @@ pub struct QuoteStream {
     shutdown: Shutdown,
     /// Writes not yet added to the shared counters.
     tally: Tally,
+    /// When the client's token expires: the stream ends then.
+    expires: Option<Instant>,
+    /// The token expired and the final comment went out: the stream is over.
+    expired: bool,
     _slot: ClientGuard,
+}
+
+/// The last frame of a stream whose token expired: an SSE comment, which `EventSource` ignores;
+/// the stream then ends, and the client's reconnection with the same token gets a 401.
+pub const TOKEN_EXPIRED_FRAME: &[u8] = b": token expired\n\n";
+
+/// Waits until `deadline`, or forever when there is none.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes a stream adds up before it updates the shared counters.
@@ -182,18 +198,42 @@ impl QuoteStream {
             heartbeat,
             shutdown,
             tally: Tally::default(),
+            expires: None,
+            expired: false,
             _slot: slot,
         }
     }
 
-    /// The next chunk to write, or `None` when the stream ends (shutdown).
+    /// Ends the stream at `exp` (Unix seconds, wall clock), the expiry of the client's token.
+    pub fn expiring_at(mut self, exp: Option<u64>) -> QuoteStream {
+        self.expires = exp.map(|exp| {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Instant::now() + Duration::from_millis(exp.saturating_mul(1000).saturating_sub(now_ms))
+        });
+        self
+    }
+
+    /// The final comment of a stream whose token expired; the next call ends the stream.
+    fn expire(&mut self) -> Option<Chunk> {
+        self.expired = true;
+        tracing::debug!(cursor = self.cursor.seq, "token expired; ending the stream");
+        Some(Chunk::one(Bytes::from_static(TOKEN_EXPIRED_FRAME), 0))
+    }
+
+    /// The next chunk to write, or `None` when the stream ends (shutdown, or after the final
+    /// comment of an expired token).
     pub async fn next_chunk(&mut self) -> Option<Chunk> {
         if let Some(prelude) = self.prelude.take() {
             return Some(prelude);
         }
         loop {
-            if self.shutdown.is_fired() {
+            if self.shutdown.is_fired() || self.expired {
                 return None;
+            }
+            if self.expires.is_some_and(|t| Instant::now() >= t) {
+                return self.expire();
             }
             let newest = *self.newest.borrow_and_update();
             if newest > self.cursor.seq {
@@ -202,6 +242,7 @@ impl QuoteStream {
                     tokio::select! {
                         biased;
                         () = self.shutdown.wait() => return None,
+                        () = until(self.expires) => return self.expire(),
                         () = sleep_until(self.next_write) => {}
                         changed = self.heartbeat.changed() => return self.heartbeat_chunk(changed.is_ok()),
                     }
@@ -233,6 +274,7 @@ impl QuoteStream {
             tokio::select! {
                 biased;
                 () = self.shutdown.wait() => return None,
+                () = until(self.expires) => return self.expire(),
                 changed = self.newest.changed() => {
                     if changed.is_err() {
                         return None;

@@ -682,6 +682,186 @@ async fn wait_bars_match_server(c: &Client, interval: &str) {
     step(&format!("{interval} bars match /bars: {result}"));
 }
 
+// ---- token auth and CORS ---------------------------------------------------------------------
+
+/// A `--jwt-secret` for the browser tests.
+const JWT_SECRET: &str = "browser-test-secret-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_works_with_a_token_required() {
+    let Some(tools) = browser_tools() else { return };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let mut args = server_args(false);
+    args.extend(["--jwt-secret", JWT_SECRET]);
+    let server = common::start(&args).await;
+    let browser = Browser::launch(&tools, "token", (1280, 900)).await;
+    let c = &browser.client;
+
+    // Without a token the page cannot even load the symbol table, and says why.
+    cmd(c.goto(&server.url("/?symbols=AAPL,MSFT"))).await;
+    let refused = wait_js(c, "the page to report the 401", CONN_JS, |v| {
+        v["label"].as_str().is_some_and(|l| l.contains("401"))
+    })
+    .await;
+    step(&format!("without a token: {refused}"));
+    let rows = js(c, ROWS_JS).await;
+    assert!(
+        rows.as_array().unwrap().iter().all(|r| r["price"] == "—"),
+        "no prices without a token: {rows}"
+    );
+    // Those 401s are in the browser's log; reading it clears it for the check at the end.
+    cmd(c.issue_cmd(BrowserLog)).await;
+
+    // With the token in the page URL: rows, live quotes, bars and the clock all load.
+    let now = tickcast::auth::unix_now();
+    let symbols = ["AAPL".to_owned(), "MSFT".to_owned()];
+    let token = tickcast::auth::mint(JWT_SECRET.as_bytes(), &symbols, now, now + 600).unwrap();
+    cmd(c.goto(&server.url(&format!("/?symbols=AAPL,MSFT&token={token}")))).await;
+    wait_js(c, "two rows with prices", ROWS_JS, |v| {
+        v.as_array()
+            .is_some_and(|rows| rows.len() == 2 && rows.iter().all(|r| r["price"] != "—"))
+    })
+    .await;
+    wait_js(c, "live", CONN_JS, |v| v["state"] == "live").await;
+    let applied = js(c, "return window.tickcast.state().applied").await;
+    wait_js(
+        c,
+        "more events to arrive",
+        "return window.tickcast.state().applied",
+        |v| v.as_u64() > applied.as_u64().map(|a| a + 3),
+    )
+    .await;
+    let chart = wait_js(c, "the chart's bars to load", CHART_JS, |v| {
+        v["ready"] == true
+    })
+    .await;
+    step(&format!("chart with a token: {chart}"));
+    let es = event_sources(c).await;
+    assert!(
+        es["urls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u.as_str().unwrap().contains(&format!("token={token}"))),
+        "the EventSource carries the token: {es}"
+    );
+    // The shown stream URL leaves the token out.
+    let shown = js(
+        c,
+        "return document.querySelector('#stream-url').textContent",
+    )
+    .await;
+    assert!(!shown.as_str().unwrap_or("").contains("token"), "{shown}");
+    assert_no_console_errors(&browser, false).await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// A page server for one origin: answers every request on `listener` with `page` as HTML.
+fn serve_page(listener: tokio::net::TcpListener, page: String) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::with_capacity(1024);
+                let mut buf = [0u8; 1024];
+                let read = async {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return false,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    true
+                };
+                if !matches!(tokio::time::timeout(COMMAND, read).await, Ok(true)) {
+                    return;
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_allowed_origin_reads_streams_and_json_cross_origin() {
+    let Some(tools) = browser_tools() else { return };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    // Two page origins on loopback; tickcast allows the first only.
+    let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let denied = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allowed_origin = format!("http://127.0.0.1:{}", allowed.local_addr().unwrap().port());
+    let denied_origin = format!("http://127.0.0.1:{}", denied.local_addr().unwrap().port());
+    let list = format!("{allowed_origin},http://allowed.invalid");
+    let mut args: Vec<&str> = server_args(false);
+    args.extend(["--cors-origin", &list]);
+    let server = common::start(&args).await;
+    let page = format!(
+        r#"<!doctype html><title>cross-origin</title><script>
+window.result = {{ events: 0, esState: -1, fetch: null }};
+const es = new EventSource('{base}/quotes?symbols=AAPL');
+for (const type of ['snapshot', 'quote', 'trade']) es.addEventListener(type, () => window.result.events++);
+es.addEventListener('error', () => {{ window.result.esState = es.readyState; }});
+fetch('{base}/snapshot?symbols=AAPL').then(r => r.json()).then(
+  j => {{ window.result.fetch = 'read ' + j.length; }},
+  e => {{ window.result.fetch = 'blocked: ' + e; }});
+</script>"#,
+        base = format!("http://{}", server.addr)
+    );
+    let pages = [serve_page(allowed, page.clone()), serve_page(denied, page)];
+    let browser = Browser::launch(&tools, "cors", (800, 600)).await;
+    let c = &browser.client;
+    let result = "return window.result";
+
+    step(&format!(
+        "open the page on the allowed origin {allowed_origin}"
+    ));
+    cmd(c.goto(&format!("{allowed_origin}/"))).await;
+    let got = wait_js(
+        c,
+        "events and JSON read from the allowed origin",
+        result,
+        |v| v["events"].as_u64() >= Some(3) && v["fetch"] == "read 1",
+    )
+    .await;
+    step(&format!("allowed: {got}"));
+
+    step(&format!(
+        "open the page on the other origin {denied_origin}"
+    ));
+    cmd(c.goto(&format!("{denied_origin}/"))).await;
+    let got = wait_js(c, "the browser to block both requests", result, |v| {
+        v["esState"] == 2
+            && v["fetch"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("blocked"))
+    })
+    .await;
+    // Events would have come within the time the allowed page took; give them longer still.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = js(c, result).await;
+    step(&format!("denied: {got}, then {later}"));
+    assert_eq!(
+        later["events"], 0,
+        "no event reaches a page of another origin"
+    );
+    browser.close().await;
+    for page in pages {
+        page.abort();
+    }
+    server.stop().await;
+}
+
 // ---- page scripts ----------------------------------------------------------------------------
 
 /// Each row's symbol and shown price, in table order.

@@ -75,13 +75,15 @@ async fn http1_and_h2c_streams_carry_the_same_headers_and_frames() {
         .build()
         .unwrap();
     let url = server.url("/quotes?symbols=AAPL&lastEventId=3");
-    let mut one = SseClient::connect(&common::http1(), &url, &[]).await;
-    let mut two = SseClient::connect(&h2, &url, &[]).await;
+    let origin = [("origin", "https://dash.example")];
+    let mut one = SseClient::connect(&common::http1(), &url, &origin).await;
+    let mut two = SseClient::connect(&h2, &url, &origin).await;
     for name in [
         "content-type",
         "cache-control",
         "x-accel-buffering",
         "access-control-allow-origin",
+        "vary",
     ] {
         assert_eq!(
             one.response_headers.get(name),

@@ -154,3 +154,58 @@ async fn the_direct_path_and_hyper_answer_alike() {
     drop(held);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_cors_answers_are_alike_on_both_paths() {
+    let secret = "parity-secret-0123456789";
+    let server = common::start(&[
+        "--seed",
+        "1",
+        "--rate",
+        "1",
+        "--jwt-secret",
+        secret,
+        "--cors-origin",
+        "http://allowed.example,http://also.example:8080",
+    ])
+    .await;
+    let now = tickcast::auth::unix_now();
+    let mint = |symbols: &[&str], exp: u64| {
+        let symbols: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
+        tickcast::auth::mint(secret.as_bytes(), &symbols, now - 10, exp).unwrap()
+    };
+    let aapl = mint(&["AAPL"], now + 3600);
+    let expired = mint(&["*"], now - 1);
+    let forged =
+        tickcast::auth::mint(b"another-secret-0123456789", &["*".into()], now, now + 60).unwrap();
+    let requests = [
+        "GET /quotes HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        "GET /quotes HTTP/1.1\r\nHost: x\r\nOrigin: http://allowed.example\r\n\r\n".to_owned(),
+        "GET /quotes HTTP/1.1\r\nHost: x\r\nOrigin: http://denied.example\r\n\r\n".to_owned(),
+        "GET /quotes?token=abc HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        format!("GET /quotes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {expired}\r\n\r\n"),
+        format!("GET /quotes HTTP/1.1\r\nHost: x\r\nCookie: tickcast_token={forged}\r\n\r\n"),
+        "GET /quotes HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n\r\n".to_owned(),
+        format!("GET /quotes?symbols=AAPL,MSFT&token={aapl} HTTP/1.1\r\nHost: x\r\nOrigin: http://also.example:8080\r\n\r\n"),
+        format!("GET /quotes/TSLA HTTP/1.1\r\nHost: x\r\nCookie: tickcast_token={aapl}\r\n\r\n"),
+    ];
+    for request in &requests {
+        let direct = first(&server, request).await;
+        assert!(
+            direct.status == 401 || direct.status == 403,
+            "{request}: {direct:?}"
+        );
+        assert_same(request, direct, second(&server, request).await);
+    }
+    // Streams opened with a token from each source, with and without an allowed origin.
+    for request in [
+        format!("GET /quotes/AAPL HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {aapl}\r\n\r\n"),
+        format!("GET /quotes?token={aapl} HTTP/1.1\r\nHost: x\r\nOrigin: http://allowed.example\r\n\r\n"),
+        format!("GET /quotes/AAPL HTTP/1.1\r\nHost: x\r\nCookie: a=b; tickcast_token={aapl}\r\nOrigin: http://denied.example\r\n\r\n"),
+    ] {
+        let direct = first(&server, &request).await;
+        assert_eq!(direct.status, 200, "{request}: {direct:?}");
+        assert_same(&request, direct, second(&server, &request).await);
+    }
+    server.stop().await;
+}

@@ -340,10 +340,19 @@ function onSnapshot(timeWentBack) {
 
 // ---- history over HTTP ---------------------------------------------------------------------
 
+/**
+ * The access token from the page's own URL (`/?token=...`), for a server started with
+ * --jwt-secret or --jwt-public-key: sent as a bearer token with every fetch and as `?token=` on
+ * the EventSource (which cannot set headers). Empty when the server needs none.
+ */
+const TOKEN = new URLSearchParams(location.search).get('token') || '';
+
 async function getJson(path, params) {
   const url = new URL(path, document.baseURI);
   for (const [k, v] of Object.entries(params || {})) url.searchParams.set(k, v);
-  const response = await fetch(url, { headers: { accept: 'application/json' } });
+  const headers = { accept: 'application/json' };
+  if (TOKEN) headers.authorization = `Bearer ${TOKEN}`;
+  const response = await fetch(url, { headers });
   if (!response.ok) throw new Error(`GET ${url.pathname}: HTTP ${response.status}`);
   return response.json();
 }
@@ -837,7 +846,7 @@ function tick() {
 
 // ---- watchlist -----------------------------------------------------------------------------
 
-const feed = new Feed({ base: document.baseURI, onEvent: handleEvent, onState });
+const feed = new Feed({ base: document.baseURI, token: TOKEN, onEvent: handleEvent, onState });
 let resubscribeTimer = 0;
 
 function normalise(list) {

@@ -27,11 +27,13 @@ export class Feed {
   /**
    * @param {object} options
    * @param {string} options.base URL the stream path is resolved against.
+   * @param {string} [options.token] access token, sent as `?token=` (not shown in `url`).
    * @param {(type: string, data: string, id: string) => void} options.onEvent every event.
    * @param {(state: string, detail: object) => void} options.onState state changes.
    */
-  constructor({ base, onEvent, onState }) {
+  constructor({ base, token = '', onEvent, onState }) {
     this.base = base;
+    this.token = token;
     this.onEvent = onEvent;
     this.onState = onState;
     this.es = null;
@@ -100,6 +102,7 @@ export class Feed {
     url.search = 'symbols=' + this.symbols.map(encodeURIComponent).join(',');
     this.url = url.pathname + url.search;
     if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);
+    if (this.token) url.searchParams.set('token', this.token);
     const es = new EventSource(url);
     this.sources++;
     this.es = es;

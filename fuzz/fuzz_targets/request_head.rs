@@ -99,10 +99,18 @@ fn render(request: &StreamRequest) -> Vec<u8> {
         head.extend_from_slice(request.query.as_bytes());
     }
     head.extend_from_slice(b" HTTP/1.1\r\nHost: fuzz\r\n");
-    if let Some(id) = &request.last_event_id {
-        head.extend_from_slice(b"Last-Event-ID: ");
-        head.extend_from_slice(id);
-        head.extend_from_slice(b"\r\n");
+    for (name, value) in [
+        (&b"Last-Event-ID"[..], &request.last_event_id),
+        (b"Origin", &request.origin),
+        (b"Authorization", &request.authorization),
+        (b"Cookie", &request.cookie),
+    ] {
+        if let Some(value) = value {
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
     }
     head.extend_from_slice(b"\r\n");
     head

@@ -6,7 +6,8 @@ use warp::{Filter, Rejection};
 
 use super::params::{self, query_pairs, truncate};
 use super::rejection::ApiError;
-use super::{json_bytes, raw_query, read_only, with_app, App};
+use super::{guard, json_bytes, raw_query, read_only, with_app, App};
+use crate::auth::Grant;
 use crate::bar_store::BarQuery;
 use crate::market::bars::Interval;
 
@@ -19,19 +20,21 @@ pub const MAX_LIMIT: usize = 10_000;
 pub fn bars(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("bars")
         .and(read_only())
+        .and(guard::token(app.clone()))
         .and(raw_query())
         .and(with_app(app))
-        .and_then(|query: String, app: App| async move {
-            answer(&app, &query).map_err(warp::reject::custom)
+        .and_then(|grant: Option<Grant>, query: String, app: App| async move {
+            answer(&app, &query, grant.as_ref()).map_err(warp::reject::custom)
         })
 }
 
-fn answer(app: &App, query: &str) -> Result<Response, ApiError> {
+fn answer(app: &App, query: &str, grant: Option<&Grant>) -> Result<Response, ApiError> {
     let pairs = query_pairs(query);
     let list = params::symbols_param(&pairs).ok_or_else(|| {
         ApiError::BadRequest("symbols is required, e.g. /bars?symbols=AAPL,MSFT".into())
     })?;
     let indexes = params::resolve_symbols(&app.feed, &list, app.max_symbols())?;
+    guard::check_indexes(app, &indexes, grant)?;
     let query = bar_query(&pairs)?;
     let (now, _) = app.feed.market_now();
     // Written by hand so that symbols keep the request's order and bar fields their own.

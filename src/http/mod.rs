@@ -1,10 +1,12 @@
 //! The HTTP API as warp filters: one small function per route, joined in [`routes`].
 //!
-//! Every response, errors included, carries `Access-Control-Allow-Origin`; every rejection
-//! becomes a JSON error in [`rejection::handle`].
+//! Every response, errors included, carries the CORS headers of the `--cors-origin` allow-list
+//! (`crate::cors`); every rejection becomes a JSON error in [`rejection::handle`]. The stream
+//! and data routes check the request's token in [`guard`] when tokens are required.
 
 pub mod assets;
 pub mod bars;
+pub mod guard;
 pub mod params;
 pub mod quotes;
 pub mod rejection;
@@ -18,8 +20,10 @@ use bytes::Bytes;
 use warp::http::{header, HeaderValue, Method, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
+use crate::auth::Verifier;
 use crate::bar_store::BarStore;
 use crate::config::Config;
+use crate::cors::Cors;
 use crate::feed::Feed;
 use crate::market::SymbolSpec;
 use crate::publisher::ScenarioRequest;
@@ -41,6 +45,10 @@ pub struct App {
     pub bars: Arc<BarStore>,
     /// Where `POST /scenario` sends scenarios for the market task.
     pub scenarios: tokio::sync::mpsc::Sender<ScenarioRequest>,
+    /// Checks tokens when `--jwt-secret` or `--jwt-public-key` is set.
+    pub auth: Option<Arc<Verifier>>,
+    /// The `--cors-origin` allow-list.
+    pub cors: Arc<Cors>,
 }
 
 impl App {
@@ -48,7 +56,8 @@ impl App {
     /// scenarios go to `scenarios`.
     ///
     /// # Errors
-    /// A `--web-dir` that cannot be opened.
+    /// A `--web-dir` that cannot be opened; an invalid `--cors-origin` or JWT key (which
+    /// [`Config::validate`] refuses earlier, at start-up).
     pub fn new(
         config: Config,
         specs: Vec<SymbolSpec>,
@@ -56,6 +65,11 @@ impl App {
         scenarios: tokio::sync::mpsc::Sender<ScenarioRequest>,
     ) -> std::io::Result<App> {
         let assets = Assets::new(config.web_dir.as_deref())?;
+        let invalid = |e: crate::config::ConfigError| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+        };
+        let auth = config.jwt_verifier().map_err(invalid)?.map(Arc::new);
+        let cors = Arc::new(config.cors().map_err(invalid)?);
         let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
         Ok(App {
             bars: Arc::new(BarStore::new(specs.len())),
@@ -65,6 +79,8 @@ impl App {
             shutdown,
             assets: Arc::new(assets),
             symbols_json,
+            auth,
+            cors,
         })
     }
 
@@ -76,8 +92,27 @@ impl App {
 
 /// All routes, with CORS on every response and errors as JSON.
 pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let origin = HeaderValue::from_str(&app.config.cors_origin)
-        .expect("--cors-origin is validated at start-up");
+    let cors = app.cors.clone();
+    request_origin()
+        .and(routes_without_cors(app))
+        .map(move |origin: Option<HeaderValue>, reply| {
+            let mut response = Reply::into_response(reply);
+            cors.apply(origin.as_ref(), response.headers_mut());
+            response
+        })
+}
+
+/// The request's `Origin` header, if any.
+fn request_origin() -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
+    warp::header::value(header::ORIGIN.as_str())
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+fn routes_without_cors(
+    app: App,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     preflight()
         .or(connect())
         .or(quotes::quotes(app.clone()))
@@ -91,10 +126,6 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
         .or(rest::metrics(app.clone()))
         .or(assets::assets(app))
         .recover(rejection::handle)
-        .with(warp::reply::with::header(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            origin,
-        ))
 }
 
 /// OPTIONS on any path: the CORS preflight for cross-origin `fetch` with `Last-Event-ID`.

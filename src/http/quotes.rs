@@ -10,7 +10,8 @@ use warp::{Filter, Rejection, Reply};
 
 use super::params::{self, query_pairs};
 use super::rejection::ApiError;
-use super::{raw_query, read_only, with_app, App};
+use super::{guard, raw_query, read_only, with_app, App};
+use crate::auth::{Grant, TokenSources};
 use crate::feed::Subscription;
 use crate::stream::{Pacing, QuoteStream, Start};
 
@@ -60,11 +61,14 @@ fn respond(
     query: &str,
     headers: &HeaderMap,
 ) -> Result<Response, Rejection> {
+    let sources = guard::header_sources(headers);
     if method == Method::HEAD {
-        subscription(app, segment, &query_pairs(query))?;
+        let pairs = query_pairs(query);
+        let grant = guard::authorize(app, sources, &pairs)?;
+        subscription(app, segment, &pairs, grant.as_ref())?;
         return Ok(with_sse_headers(Response::new(bytes::Bytes::new().into())));
     }
-    match open_stream(app, segment, query, last_event_id_header(headers)) {
+    match open_stream(app, segment, query, last_event_id_header(headers), sources) {
         Ok(stream) => reply(stream),
         Err(e) => {
             if matches!(e, ApiError::TooManyClients { .. }) {
@@ -83,18 +87,23 @@ fn last_event_id_header(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// Opens a client stream for a request to `/quotes` (`segment` is `None`) or
-/// `/quotes/{segment}`, with its raw query string and `Last-Event-ID` header.
+/// `/quotes/{segment}`, with its raw query string, `Last-Event-ID` header and the token sources
+/// of its head (the `token` query parameter is read from `query`). With tokens on, the stream
+/// ends when its token expires.
 ///
 /// # Errors
-/// The request's symbol errors, or 503 when `--max-clients` streams are open.
+/// 401 for a missing or invalid token, 403 for symbols the token does not allow, the request's
+/// symbol errors, or 503 when `--max-clients` streams are open.
 pub fn open_stream(
     app: &App,
     segment: Option<&str>,
     query: &str,
     last_event_id_header: Option<&[u8]>,
+    tokens: TokenSources<'_>,
 ) -> Result<QuoteStream, ApiError> {
     let pairs = query_pairs(query);
-    let sub = subscription(app, segment, &pairs)?;
+    let grant = guard::authorize(app, tokens, &pairs)?;
+    let sub = subscription(app, segment, &pairs, grant.as_ref())?;
     let last_event_id = params::last_event_id(last_event_id_header, &pairs);
     let max = app.config.max_clients;
     let slot = app
@@ -114,20 +123,25 @@ pub fn open_stream(
         },
         app.shutdown.subscribe(),
         slot,
-    ))
+    )
+    .expiring_at(grant.map(|g| g.exp)))
 }
 
-/// What a request to `/quotes` (`segment` is `None`) or `/quotes/{segment}` subscribes to.
+/// What a request to `/quotes` (`segment` is `None`) or `/quotes/{segment}` subscribes to,
+/// within what its token's `grant` allows.
 fn subscription(
     app: &App,
     segment: Option<&str>,
     pairs: &[(String, String)],
+    grant: Option<&Grant>,
 ) -> Result<Subscription, ApiError> {
-    Ok(match segment {
+    let mut sub = match segment {
         None => params::subscription(&app.feed, pairs, app.max_symbols())?,
         Some(segment) => Subscription::some([params::resolve_path_symbol(&app.feed, segment)?])
             .with_kinds(params::kinds(pairs)?),
-    })
+    };
+    guard::restrict(app, &mut sub, grant)?;
+    Ok(sub)
 }
 
 fn reply(stream: QuoteStream) -> Result<Response, Rejection> {

@@ -34,6 +34,8 @@ pub enum ApiError {
     MethodNotAllowedHere(&'static str),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{}", forbidden_message(.0))]
+    Forbidden(Vec<String>),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -59,6 +61,7 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::MethodNotAllowed | ApiError::MethodNotAllowedHere(_) => "method_not_allowed",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -86,6 +90,7 @@ impl ApiError {
         match self {
             ApiError::UnknownSymbols(unknown) => body["unknown"] = json!(unknown),
             ApiError::TooManySymbols { max, .. } => body["max"] = json!(max),
+            ApiError::Forbidden(symbols) => body["forbidden"] = json!(symbols),
             _ => {}
         }
         body
@@ -123,6 +128,15 @@ impl ApiError {
             headers.insert(name, value);
         }
         response
+    }
+}
+
+/// The message of a 403: the refused symbols, or that the token allows none of the server's.
+fn forbidden_message(symbols: &[String]) -> String {
+    if symbols.is_empty() {
+        "the token allows none of this server's symbols".to_owned()
+    } else {
+        format!("the token does not allow symbol(s): {}", symbols.join(", "))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The JSON and text endpoints: `/symbols`, `/snapshot`, `/healthz`, `/metrics`.
+//! The JSON and text endpoints: `/symbols`, `/snapshot`, `/clock` (token required when tokens
+//! are on), `/healthz`, `/metrics` (open unless `--metrics-token` is set).
 
 use bytes::{Bytes, BytesMut};
 use serde_json::json;
@@ -7,7 +8,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::params::{self, query_pairs};
-use super::{json_bytes, raw_query, read_only, with_app, App};
+use super::{guard, json_bytes, raw_query, read_only, with_app, App};
+use crate::auth::Grant;
 use crate::market::clock;
 use crate::metrics::Gauges;
 use crate::sse;
@@ -16,14 +18,16 @@ use crate::sse;
 pub fn symbols(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("symbols")
         .and(read_only())
+        .and(guard::token(app.clone()))
         .and(with_app(app))
-        .map(|app: App| json_bytes(app.symbols_json.clone()))
+        .map(|_: Option<Grant>, app: App| json_bytes(app.symbols_json.clone()))
 }
 
 /// GET /snapshot?symbols=AAPL,MSFT — current quotes of all or the listed symbols.
 pub fn snapshot(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("snapshot")
         .and(read_only())
+        .and(guard::token(app.clone()))
         .and(raw_query())
         .and(with_app(app))
         .and_then(current_quotes)
@@ -33,6 +37,7 @@ pub fn snapshot(app: App) -> impl Filter<Extract = (Response,), Error = Rejectio
 pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("healthz")
         .and(read_only())
+        .and(guard::metrics_token(app.clone()))
         .and(with_app(app))
         .map(|app: App| {
             let body = json!({
@@ -51,8 +56,9 @@ pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
 pub fn clock(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("clock")
         .and(read_only())
+        .and(guard::token(app.clone()))
         .and(with_app(app))
-        .map(|app: App| {
+        .map(|_: Option<Grant>, app: App| {
             let (market_ts, speed) = app.feed.market_now();
             let body = json!({
                 "market_ts": market_ts,
@@ -70,6 +76,7 @@ pub fn clock(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> 
 pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("metrics")
         .and(read_only())
+        .and(guard::metrics_token(app.clone()))
         .and(with_app(app))
         .map(|app: App| {
             let feed = &app.feed;
@@ -90,9 +97,14 @@ pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
         })
 }
 
-async fn current_quotes(query: String, app: App) -> Result<Response, Rejection> {
+async fn current_quotes(
+    grant: Option<Grant>,
+    query: String,
+    app: App,
+) -> Result<Response, Rejection> {
     let pairs = query_pairs(&query);
-    let sub = params::subscription(&app.feed, &pairs, app.max_symbols())?;
+    let mut sub = params::subscription(&app.feed, &pairs, app.max_symbols())?;
+    guard::restrict(&app, &mut sub, grant.as_ref())?;
     let (_, quotes, _) = app.feed.snapshot(&sub);
     let mut body = BytesMut::with_capacity(quotes.len() * 340 + 2);
     sse::json_array_into(&mut body, quotes.iter().map(|q| &q.json[..]));
