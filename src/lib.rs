@@ -9,11 +9,14 @@
 //! - [`http`]: warp filters for every route, and the JSON error replies.
 //! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
+//! - [`cluster`]: `--role simulator` and `--role edge`: one market, many edges, on a Redis
+//!   stream that carries the encoded batches.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
 
 pub mod bar_store;
+pub mod cluster;
 pub mod config;
 pub mod direct;
 pub mod feed;

@@ -14,7 +14,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::cluster;
+use crate::config::{Config, Role};
 use crate::direct::{self, FirstRequest, Prefixed};
 use crate::http::{self, App};
 use crate::market::clock::TradingDay;
@@ -39,6 +40,8 @@ pub enum ServeError {
     Start(#[from] crate::market::clock::ClockError),
     #[error("cannot open web directory: {0}")]
     WebDir(#[source] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Runs tickcast on `listener` until `shutdown` completes, then ends every stream, waits for
@@ -54,6 +57,15 @@ pub async fn run(
     specs: Vec<SymbolSpec>,
     shutdown_signal: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    match config.role {
+        Role::All => {}
+        Role::Simulator => {
+            return Ok(cluster::simulator::run(listener, config, specs, shutdown_signal).await?)
+        }
+        Role::Edge => {
+            return Ok(cluster::edge::run(listener, config, specs, shutdown_signal).await?)
+        }
+    }
     let seed = config.seed.unwrap_or_else(rand::random);
     let market_start = config.market_start(publisher::epoch_ms() as i64)?;
     // Bar history first: feed time starts after it, so the market does not open with a burst
@@ -88,6 +100,7 @@ pub async fn run(
     let outlets = publisher::Outlets {
         feed: app.feed.clone(),
         bars: app.bars.clone(),
+        upstream: None,
     };
     publisher::publish_opening(&outlets, &sim);
     let market = publisher::spawn_market(

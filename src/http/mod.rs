@@ -41,6 +41,8 @@ pub struct App {
     pub bars: Arc<BarStore>,
     /// Where `POST /scenario` sends scenarios for the market task.
     pub scenarios: tokio::sync::mpsc::Sender<ScenarioRequest>,
+    /// The role and, in a cluster, the upstream's state (for /healthz and /metrics).
+    pub upstream: Arc<crate::cluster::Status>,
 }
 
 impl App {
@@ -58,6 +60,7 @@ impl App {
         let assets = Assets::new(config.web_dir.as_deref())?;
         let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
         Ok(App {
+            upstream: Arc::new(crate::cluster::Status::new(config.role)),
             bars: Arc::new(BarStore::new(specs.len())),
             scenarios,
             feed: Feed::new(specs, config.history),
