@@ -237,14 +237,17 @@ impl Status {
         self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The `upstream` object of /healthz.
-    pub fn json(&self) -> serde_json::Value {
+    /// Whether the node is ready (see [`Status::ready`]) and the `upstream` object of
+    /// /healthz, from one reading of the state.
+    pub fn health(&self) -> (bool, serde_json::Value) {
         let (lag_seq, lag_ms) = self.lag();
+        let state = self.state();
+        let ready = matches!(state, UpstreamState::None | UpstreamState::Up);
         if self.role == Role::All {
-            return serde_json::json!({ "state": UpstreamState::None.as_str() });
+            return (ready, serde_json::json!({ "state": state.as_str() }));
         }
-        serde_json::json!({
-            "state": self.state().as_str(),
+        let json = serde_json::json!({
+            "state": state.as_str(),
             "epoch": self.epoch(),
             "stream_last_seq": self.stream_last(),
             "lag_seq": lag_seq,
@@ -254,7 +257,8 @@ impl Status {
                 "epoch": self.rebuilds(Rebuild::Epoch),
                 "retention": self.rebuilds(Rebuild::Retention),
             },
-        })
+        });
+        (ready, json)
     }
 
     /// Appends the role and upstream samples to a /metrics page.

@@ -519,7 +519,7 @@ async fn serve_status(listener: TcpListener, app: App, mut stop: Shutdown) {
         .header_read_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "simulator status on http://{addr}/healthz");
+        tracing::info!(%addr, "simulator listening on http://{addr} (/healthz and /metrics only)");
     }
     loop {
         let accepted = tokio::select! {

@@ -37,11 +37,11 @@ pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
         .map(|app: App| {
             // Not ready (a cluster node whose upstream is down) is a 503, so that a load
             // balancer's readiness check stops sending clients here; the body says why.
-            let ready = app.upstream.ready();
+            let (ready, upstream) = app.upstream.health();
             let body = json!({
                 "status": if ready { "ok" } else { "degraded" },
                 "role": app.upstream.role().as_str(),
-                "upstream": app.upstream.json(),
+                "upstream": upstream,
                 "symbols": app.feed.specs().len(),
                 "clients": app.feed.clients(),
                 "seq": app.feed.newest_seq(),
