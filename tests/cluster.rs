@@ -744,3 +744,191 @@ async fn role_all_needs_no_redis_and_bad_urls_are_one_line() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+/// Test 3: SIGSTOP an edge for 500 ms, then resume on it with an id taken from another edge:
+/// it waits to catch up, then replays: no snapshot, no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_on_an_edge_that_is_behind_waits_for_it() {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    let mut other = Sse::connect(&cluster.edges[1].url("/quotes"), None).await;
+    assert_eq!(other.next().await.unwrap().event, "snapshot");
+    let behind = &cluster.edges[0];
+    behind.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Drain what the other edge sent meanwhile; its newest id is ahead of the stopped edge.
+    let mut ids = vec![other.next_with_id().await.id.unwrap()];
+    let mark = cluster.edges[1].seq().await;
+    while *ids.last().unwrap() < mark {
+        ids.push(other.next_with_id().await.id.unwrap());
+    }
+    let last = *ids.last().unwrap();
+    behind.signal("CONT");
+    let mut resumed = Sse::connect(&behind.url("/quotes"), Some(last)).await;
+    let mut got = Vec::new();
+    while got.len() < 1000 {
+        let e = resumed.next().await.expect("stream open");
+        assert_ne!(e.event, "snapshot", "a replay, not a snapshot");
+        if let Some(id) = e.id {
+            got.push(id);
+        }
+    }
+    assert_eq!(
+        got,
+        (last + 1..last + 1001).collect::<Vec<_>>(),
+        "exactly what follows the id"
+    );
+    assert_eq!(behind.metric("tickcast_replays_served_total ").await, 1);
+}
+
+/// Test 4: a restarted edge at once replays 5,000 events back, and its /snapshot equals
+/// another edge's at the same seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_edge_replays_and_snapshots_like_the_others() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    cluster.pass(8000).await;
+    cluster.edges.remove(0).kill().await;
+    let edge = start_edge(&cluster.redis.url()).await;
+    let id = edge.seq().await - 5000;
+    let mut resumed = Sse::connect(&edge.url("/quotes"), Some(id)).await;
+    for expected in id + 1..id + 1001 {
+        let e = resumed.next_with_id().await;
+        assert_ne!(e.event, "snapshot", "a replay");
+        assert_eq!(e.id, Some(expected));
+    }
+    // Hold the feed still for a moment (well inside the simulator's lease) and compare.
+    cluster.simulator().signal("STOP");
+    let mut same = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (a, b) = (edge.seq().await, cluster.edges[0].seq().await);
+        if a == b {
+            let body = |n: &Node| {
+                let url = n.url("/snapshot");
+                async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+            };
+            let (x, y) = (body(&edge).await, body(&cluster.edges[0]).await);
+            if edge.seq().await == a {
+                assert_eq!(x, y, "the same snapshot at seq {a}");
+                same = true;
+                break;
+            }
+        }
+    }
+    cluster.simulator().signal("CONT");
+    assert!(same, "both edges reached the same seq");
+    edge.kill().await;
+}
+
+/// Test 7: Redis restarts without persistence: live clients see no duplicate and no
+/// reordering, edges count the new epoch, and a pre-restart id on a fresh edge gets a
+/// snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_is_a_new_epoch_and_nothing_repeats() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    let mut live = Sse::connect(&cluster.edges[0].url("/quotes"), None).await;
+    assert_eq!(live.next().await.unwrap().event, "snapshot");
+    let old_id = live.next_with_id().await.id.unwrap();
+    let mut ids = vec![old_id];
+    while ids.len() < 500 {
+        ids.push(live.next_with_id().await.id.unwrap());
+    }
+    let old_epoch = cluster.edges[0].health().await.1["upstream"]["epoch"].clone();
+    cluster.redis.restart().await;
+    // The simulator starts a new epoch; every edge notices and rebuilds.
+    for edge in &cluster.edges {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while edge
+            .metric("tickcast_upstream_rebuilds_total{reason=\"epoch\"}")
+            .await
+            < 1
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}",
+                edge.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        edge.wait_state("up").await;
+    }
+    let new_epoch = cluster.edges[0].health().await.1["upstream"]["epoch"].clone();
+    assert_ne!(old_epoch, new_epoch);
+    let mark = cluster.edges[0].seq().await + 1000;
+    while *ids.last().unwrap() < mark {
+        let e = live.next().await.expect("the live stream stays open");
+        if let Some(id) = e.id {
+            if e.event != "snapshot" {
+                ids.push(id);
+            }
+        }
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "no duplicate, no reordering"
+    );
+    let fresh = start_edge(&cluster.redis.url()).await;
+    let mut resumed = Sse::connect(&fresh.url("/quotes"), Some(old_id)).await;
+    assert_eq!(
+        resumed.next().await.unwrap().event,
+        "snapshot",
+        "an id of a lost epoch is never replayed"
+    );
+    fresh.kill().await;
+}
+
+/// Test 8: an edge stopped past the stream's retention rebuilds; its client is conflated
+/// (counted), ids keep increasing, and a resume from before the break gets a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_behind_the_retention_rebuilds_and_conflates() {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(&["--stream-retention", "1000"]).await else {
+        return;
+    };
+    let edge = &cluster.edges[0];
+    let mut live = Sse::connect(&edge.url("/quotes?symbols=AAPL,MSFT"), None).await;
+    assert_eq!(live.next().await.unwrap().event, "snapshot");
+    let before = live.next_with_id().await.id.unwrap();
+    edge.signal("STOP");
+    let stopped_at = cluster.edges[1].seq().await;
+    let deadline = tokio::time::Instant::now() + STEP;
+    while cluster.edges[1].seq().await < stopped_at + 6000 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    edge.signal("CONT");
+    let deadline = tokio::time::Instant::now() + STEP;
+    while edge
+        .metric("tickcast_upstream_rebuilds_total{reason=\"retention\"}")
+        .await
+        < 1
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            edge.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = vec![before];
+    let mark = edge.seq().await + 500;
+    while *ids.last().unwrap() < mark {
+        let e = live.next_with_id().await;
+        ids.push(e.id.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids keep increasing");
+    assert!(
+        edge.metric("tickcast_updates_conflated_total ").await > 0,
+        "conflation is counted"
+    );
+    let mut resumed = Sse::connect(&edge.url("/quotes"), Some(before)).await;
+    assert_eq!(resumed.next().await.unwrap().event, "snapshot");
+}
