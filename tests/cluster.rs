@@ -932,3 +932,39 @@ async fn an_edge_behind_the_retention_rebuilds_and_conflates() {
     let mut resumed = Sse::connect(&edge.url("/quotes"), Some(before)).await;
     assert_eq!(resumed.next().await.unwrap().event, "snapshot");
 }
+
+/// `tickcast-load` over three edges with `--reconnect`: one edge is killed mid-run; its
+/// clients resume on the others with no id gap, no order error and no snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_fails_over_without_a_gap() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    let urls: Vec<String> = cluster.edges.iter().map(|e| e.url("/quotes")).collect();
+    let load = Command::new(env!("CARGO_BIN_EXE_tickcast-load"))
+        .args(["--url", &urls[0], "--url", &urls[1], "--url", &urls[2]])
+        .args(["--clients", "30", "--ramp", "0.5", "--duration", "4"])
+        .args(["--reconnect", "--retry-ms", "200", "--json-only", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.edges.remove(0).kill().await;
+    let out = tokio::time::timeout(STEP, load.wait_with_output())
+        .await
+        .expect("the load run ends in time")
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["reconnects"], 10, "{report}");
+    assert_eq!(report["reconnect_snapshots"], 0, "{report}");
+    assert_eq!(report["id_jumps"], 0, "{report}");
+    assert_eq!(report["order_errors"], 0, "{report}");
+    assert!(
+        report["reconnect_max_ms"].as_f64().unwrap() < 1200.0,
+        "{report}"
+    );
+    assert!(report["events"].as_u64().unwrap() > 100_000, "{report}");
+}

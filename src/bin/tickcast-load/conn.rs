@@ -19,13 +19,38 @@ use crate::stats::{self, Counters, Shard, Tally};
 /// Bytes read from a socket at once.
 const READ_BUF: usize = 64 * 1024;
 
+/// One URL: where to connect and the request to send (ending in the blank line).
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub request: Vec<u8>,
+}
+
+impl Target {
+    /// The request, resuming after `last_id` if there is one.
+    fn request(&self, last_id: Option<u64>) -> Vec<u8> {
+        match last_id {
+            None => self.request.clone(),
+            Some(id) => {
+                let mut r = self.request[..self.request.len() - 2].to_vec();
+                r.extend_from_slice(format!("Last-Event-ID: {id}\r\n\r\n").as_bytes());
+                r
+            }
+        }
+    }
+}
+
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
+    /// The first target (for messages).
     pub target: SocketAddr,
+    /// Client `i` starts on target `i mod N` and moves to the next one when it reconnects.
+    pub targets: Vec<Target>,
+    /// Reconnect after this delay when a stream ends (`--reconnect`).
+    pub reconnect: Option<Duration>,
     /// Local addresses to bind, round-robin; empty lets the kernel choose.
     pub sources: Vec<IpAddr>,
-    pub request: Vec<u8>,
     /// Limit on connecting, sending the request and reading the response head.
     pub timeout: Duration,
     pub counters: Counters,
@@ -82,60 +107,98 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
-/// Runs connection number `index` until the server ends it or the task is cancelled.
+/// Runs connection number `index` until the server ends it (and, with `--reconnect`, for
+/// ever, resuming on the next target) or the task is cancelled.
 pub async fn run(index: usize, shared: Arc<Shared>) {
     let counters = &shared.counters;
     let source = match shared.sources.len() {
         0 => None,
         n => Some(shared.sources[index % n]),
     };
-    let (socket, framing, rest) =
-        match tokio::time::timeout(shared.timeout, open(&shared, source)).await {
+    let mut last_id = None;
+    let mut ended_at: Option<u64> = None;
+    for attempt in 0.. {
+        let target = &shared.targets[(index + attempt) % shared.targets.len()];
+        let opened = tokio::time::timeout(
+            shared.timeout,
+            open(target.addr, &target.request(last_id), source),
+        )
+        .await;
+        let (socket, framing, rest) = match opened {
             Ok(Ok(opened)) => opened,
-            Ok(Err(f)) => return counters.fail(f.reason, f.detail),
+            Ok(Err(f)) => {
+                counters.fail(f.reason, f.detail);
+                match shared.reconnect {
+                    Some(delay) if ended_at.is_some() => {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    _ => return,
+                }
+            }
             Err(_) => {
-                return counters.fail(
+                counters.fail(
                     "timeout".into(),
                     format!(
                         "no response from {} within {:?}",
-                        shared.target, shared.timeout
+                        target.addr, shared.timeout
                     ),
-                )
+                );
+                match shared.reconnect {
+                    Some(delay) if ended_at.is_some() => {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    _ => return,
+                }
             }
         };
-    counters.connected.fetch_add(1, Relaxed);
-    counters.open.fetch_add(1, Relaxed);
-    let _open = OpenGuard(counters);
-    let mut stream = Stream::new(framing);
-
-    // Body bytes that came with the head.
-    let mut step = LOCAL.with_borrow_mut(|local| stream.process(&rest, &local.shard, counters));
-    drop(rest);
-    while step == Step::More {
-        if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
-            step = Step::Closed;
-            break;
+        counters.connected.fetch_add(1, Relaxed);
+        counters.open.fetch_add(1, Relaxed);
+        let open_guard = OpenGuard(counters);
+        let mut stream = Stream::new(framing);
+        stream.last_id = last_id;
+        stream.ended_at = ended_at.take();
+        if stream.ended_at.is_some() {
+            counters.reconnects.fetch_add(1, Relaxed);
         }
-        step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
-            Ok(0) => Step::Closed,
-            Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
-            Err(_) => Step::Closed,
-        });
-    }
-    counters.disconnects.fetch_add(1, Relaxed);
-    if step == Step::Protocol {
-        counters.protocol_errors.fetch_add(1, Relaxed);
+
+        // Body bytes that came with the head.
+        let mut step = LOCAL.with_borrow_mut(|local| stream.process(&rest, &local.shard, counters));
+        drop(rest);
+        while step == Step::More {
+            if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
+                step = Step::Closed;
+                break;
+            }
+            step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
+                Ok(0) => Step::Closed,
+                Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
+                Err(_) => Step::Closed,
+            });
+        }
+        drop(open_guard);
+        counters.disconnects.fetch_add(1, Relaxed);
+        if step == Step::Protocol {
+            counters.protocol_errors.fetch_add(1, Relaxed);
+        }
+        let Some(delay) = shared.reconnect else {
+            return;
+        };
+        last_id = stream.last_id;
+        ended_at = Some(stats::now_epoch_us());
+        tokio::time::sleep(delay).await;
     }
 }
 
 /// Connects, sends the request and reads the head; returns the socket, the body framing and
 /// any body bytes read with the head.
 async fn open(
-    shared: &Shared,
+    target: SocketAddr,
+    request: &[u8],
     source: Option<IpAddr>,
 ) -> Result<(TcpStream, Framing, Vec<u8>), Failure> {
-    let target = shared.target;
     let socket = match target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -151,7 +214,7 @@ async fn open(
         .await
         .map_err(|e| Failure::io("connect", target, &e))?;
     socket
-        .write_all(&shared.request)
+        .write_all(request)
         .await
         .map_err(|e| Failure::io("write", target, &e))?;
     let mut buf = Vec::with_capacity(4096);
@@ -219,6 +282,9 @@ struct Stream {
     body: Body,
     sse: sse::Parser,
     last_id: Option<u64>,
+    /// When the previous stream of this client ended (epoch µs), until the first event of
+    /// this one: a reconnection being timed.
+    ended_at: Option<u64>,
 }
 
 impl Stream {
@@ -227,6 +293,7 @@ impl Stream {
             body: Body::new(framing),
             sse: sse::Parser::default(),
             last_id: None,
+            ended_at: None,
         }
     }
 
@@ -259,6 +326,7 @@ impl Stream {
     ) -> Result<(Tally, bool), (Tally, ProtocolError)> {
         let mut sink = EventSink {
             shard,
+            ended_at: &mut self.ended_at,
             last_id: &mut self.last_id,
             now_us,
             measuring,
@@ -283,6 +351,7 @@ impl Stream {
 /// Counts each event, checks id order, and records latency during the steady window.
 struct EventSink<'a> {
     shard: &'a mut Shard,
+    ended_at: &'a mut Option<u64>,
     last_id: &'a mut Option<u64>,
     now_us: u64,
     measuring: bool,
@@ -292,6 +361,12 @@ struct EventSink<'a> {
 impl Sink for EventSink<'_> {
     fn event(&mut self, event: Event<'_>) {
         self.tally.events += 1;
+        if let Some(ended) = self.ended_at.take() {
+            self.tally.reconnect_us = Some(self.now_us.saturating_sub(ended));
+            if event.name == b"snapshot" {
+                self.tally.reconnect_snapshots += 1;
+            }
+        }
         self.shard.count_name(event.name);
         if let Some(id) = event.id {
             match *self.last_id {

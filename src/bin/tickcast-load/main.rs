@@ -49,9 +49,22 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, Parser)]
 #[command(name = "tickcast-load", version)]
 struct Args {
-    /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes (http:// only).
+    /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes (http:// only). Repeat it to spread
+    /// the clients over several servers (client i goes to URL i mod N), such as the edges of
+    /// a cluster.
+    #[arg(long, required = true)]
+    url: Vec<String>,
+
+    /// When a stream ends, open it again after --retry-ms on the next URL with
+    /// `Last-Event-ID: <last id received>`, as a browser's EventSource does; ids are checked
+    /// for gaps and order across the reconnection.
     #[arg(long)]
-    url: String,
+    reconnect: bool,
+
+    /// Milliseconds to wait before reconnecting (--reconnect), like the `retry:` field a
+    /// browser obeys.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    retry_ms: u64,
 
     /// Streams to open (at most 50000).
     #[arg(long, default_value_t = 100)]
@@ -94,7 +107,7 @@ struct Args {
 /// A validated run.
 #[derive(Debug)]
 struct Plan {
-    url: Url,
+    urls: Vec<Url>,
     shared: Arc<Shared>,
     clients: u64,
     ramp: Duration,
@@ -210,18 +223,34 @@ fn plan(args: Args) -> Result<Plan, String> {
             args.timeout
         ));
     }
-    let url = Url::parse(&args.url)?;
-    let addr = url.resolve(args.allow_remote)?;
-    let sources = target::source_ips(addr, args.clients, args.source_ips)?;
+    if args.retry_ms > 60_000 {
+        return Err(format!(
+            "--retry-ms must be at most 60000, got {}",
+            args.retry_ms
+        ));
+    }
+    let mut urls = Vec::new();
+    let mut targets = Vec::new();
+    for text in &args.url {
+        let url = Url::parse(text)?;
+        let addr = url.resolve(args.allow_remote)?;
+        targets.push(conn::Target {
+            addr,
+            request: url.request(),
+        });
+        urls.push(url);
+    }
+    let sources = target::source_ips(targets[0].addr, args.clients, args.source_ips)?;
     let shared = Arc::new(Shared {
-        target: addr,
+        target: targets[0].addr,
+        targets,
+        reconnect: args.reconnect.then(|| Duration::from_millis(args.retry_ms)),
         sources,
-        request: url.request(),
         timeout: Duration::from_secs_f64(args.timeout),
         counters: Counters::default(),
     });
     Ok(Plan {
-        url,
+        urls,
         shared,
         clients: args.clients,
         ramp: Duration::from_secs_f64(args.ramp),
@@ -340,7 +369,12 @@ async fn run(plan: Plan) -> (Report, bool) {
 
     let merged = stats::merged();
     let report = Report {
-        url: format!("http://{}{}", plan.url.authority, plan.url.path),
+        url: plan
+            .urls
+            .iter()
+            .map(|u| format!("http://{}{}", u.authority, u.path))
+            .collect::<Vec<_>>()
+            .join(" "),
         clients: plan.clients,
         source_ips: shared.sources.len().max(1) as u32,
         connected: counters.connected.load(Relaxed),
@@ -357,6 +391,9 @@ async fn run(plan: Plan) -> (Report, bool) {
         latency: Report::latency_from(&merged),
         event_counts: merged.names,
         order_errors: counters.order_errors.load(Relaxed),
+        reconnects: counters.reconnects.load(Relaxed),
+        reconnect_snapshots: counters.reconnect_snapshots.load(Relaxed),
+        reconnect_max_ms: counters.reconnect_max_us.load(Relaxed) as f64 / 1000.0,
         id_jumps: counters.id_jumps.load(Relaxed),
         run_time_s: t0.elapsed().as_secs_f64(),
         ended_early,
@@ -461,6 +498,17 @@ mod tests {
         assert!(parse(&["--url", url, "--duration", "0"]).is_err());
         assert!(parse(&["--url", url, "--ramp", "-1"]).is_err());
         assert!(parse(&["--url", url, "--timeout", "0"]).is_err());
+        let two = parse(&[
+            "--url",
+            url,
+            "--url",
+            "http://127.0.0.2:3001/quotes",
+            "--reconnect",
+        ])
+        .unwrap();
+        assert_eq!(two.shared.targets.len(), 2);
+        assert_eq!(two.shared.reconnect, Some(Duration::from_secs(1)));
+        assert!(parse(&["--url", url, "--retry-ms", "60001"]).is_err());
         assert!(parse(&["--url", "http://10.0.0.1:80/quotes"])
             .unwrap_err()
             .contains("refusing non-loopback"));
