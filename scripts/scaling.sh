@@ -111,7 +111,8 @@ for flush in $FLUSH; do
     echo "== clients=$clients flush_ms=$flush rate=$RATE ramp=${RAMP}s duration=${DURATION}s" >&2
     "${SERVER_PIN[@]}" target/release/tickcast --addr "$ADDR" --seed 1 --rate "$RATE" \
       --start "$START" --symbols "$SYMBOL_FILE" \
-      --flush-ms "$flush" --max-clients "$((clients + 100))" >"$LOGDIR/server-$tag.log" 2>&1 &
+      --flush-ms "$flush" --max-clients "$((clients + 100))" \
+      --max-connections-per-ip "$((clients + 100))" >"$LOGDIR/server-$tag.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
       healthy && break

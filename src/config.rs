@@ -81,6 +81,16 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
 
+    /// Most connections open at once, of every kind; more are answered 503 and closed at once
+    /// [default: the open-file limit less 256].
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most connections open at once from one IP address; more are answered 429 and closed
+    /// at once. Load tests from one address need more.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+
     /// Most symbols one request may name [default: the number of symbols loaded].
     #[arg(long, env = "TICKCAST_MAX_SYMBOLS")]
     pub max_symbols: Option<usize>,
@@ -214,6 +224,10 @@ pub enum ConfigError {
     Retry(u64),
     #[error("--max-clients must be at least 1")]
     MaxClients,
+    #[error("--max-connections must be at least 1")]
+    MaxConnections,
+    #[error("--max-connections-per-ip must be at least 1")]
+    MaxConnectionsPerIp,
     #[error("--max-symbols must be at least 1")]
     MaxSymbols,
     #[error("--cors-origin is not a valid header value: {0:?}")]
@@ -280,6 +294,12 @@ impl Config {
         }
         if self.max_clients == 0 {
             return Err(ConfigError::MaxClients);
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::MaxConnections);
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(ConfigError::MaxConnectionsPerIp);
         }
         if self.max_symbols == Some(0) {
             return Err(ConfigError::MaxSymbols);

@@ -19,12 +19,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use warp::http::{HeaderName, HeaderValue, StatusCode};
+
 use crate::http::quotes::{open_stream, SSE_HEADERS};
+use crate::http::rejection::ApiError;
 use crate::http::App;
 use crate::stream::QuoteStream;
 
 /// Largest request head read before handing the connection to hyper (which rejects it).
 const MAX_HEAD: usize = 8 * 1024;
+
+/// Most header fields in a request head, as hyper allows.
+const MAX_HEADERS: usize = 100;
 
 /// What the first request on a connection turned out to be.
 #[derive(Debug)]
@@ -39,6 +45,11 @@ pub enum FirstRequest {
 
 /// Reads the first request head on `socket` (within `timeout`) and opens a stream if it asks
 /// for one over HTTP/1.1.
+///
+/// Requests that cannot be answered at all (malformed, too large, incomplete at the deadline)
+/// get their JSON error here and the connection is closed; so does a refused stream request,
+/// whose connection then goes on to hyper for any further request. Either way the head is
+/// parsed once.
 pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration) -> FirstRequest {
     let mut head = BytesMut::with_capacity(1024);
     let read_head = async {
@@ -55,14 +66,32 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
     match tokio::time::timeout(timeout, read_head).await {
         Ok(true) => {}
         Ok(false) if head.is_empty() => return FirstRequest::Gone,
-        // The client closed mid-head: hyper answers 400 to what it got.
-        Ok(false) => return FirstRequest::Other(head.freeze()),
-        // No whole head in time (a byte, a dripped HTTP/2 preface): close. Handed to hyper,
-        // its protocol detection would wait for the rest with no deadline, holding the socket.
-        Err(_) => return FirstRequest::Gone,
+        // The client closed its side mid-head: it may still read the answer.
+        Ok(false) => {}
+        Err(_) => {
+            app.feed
+                .metrics()
+                .connections_header_timed_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // No whole head in time (a byte, a dripped HTTP/2 preface): close. Handed to hyper,
+            // its protocol detection would wait for the rest with no deadline. An HTTP/1 client
+            // is told why first.
+            if !head.is_empty() && !H2_PREFACE.starts_with(&head) {
+                let error = HeadError::Timeout;
+                let _ = write_error(
+                    socket,
+                    error.status(),
+                    &error.body(),
+                    &app.config.cors_origin,
+                    &CLOSE,
+                )
+                .await;
+            }
+            return FirstRequest::Gone;
+        }
     }
-    match parse_stream_request(&head) {
-        Some(request) => {
+    match classify(&head) {
+        Head::Stream(request) => {
             match open_stream(
                 app,
                 request.segment.as_deref(),
@@ -70,12 +99,172 @@ pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration)
                 request.last_event_id.as_deref(),
             ) {
                 Ok(stream) => FirstRequest::Stream(Box::new(stream)),
-                // Errors are answered by warp, which renders them the same way everywhere.
-                Err(_) => FirstRequest::Other(head.freeze()),
+                Err(e) => {
+                    if matches!(e, ApiError::TooManyClients { .. }) {
+                        app.feed
+                            .metrics()
+                            .streams_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let headers = e.extra_headers();
+                    match write_error(
+                        socket,
+                        e.status(),
+                        &e.body(),
+                        &app.config.cors_origin,
+                        &headers,
+                    )
+                    .await
+                    {
+                        // Any further request on the connection is hyper's.
+                        Ok(()) => FirstRequest::Other(Bytes::new()),
+                        Err(_) => FirstRequest::Gone,
+                    }
+                }
             }
         }
-        None => FirstRequest::Other(head.freeze()),
+        Head::Other => FirstRequest::Other(head.freeze()),
+        Head::Bad(error) => {
+            let _ = write_error(
+                socket,
+                error.status(),
+                &error.body(),
+                &app.config.cors_origin,
+                &CLOSE,
+            )
+            .await;
+            let _ = socket.shutdown().await;
+            FirstRequest::Gone
+        }
     }
+}
+
+/// The header of an answer after which the connection is closed.
+const CLOSE: [(HeaderName, HeaderValue); 1] = [(
+    warp::http::header::CONNECTION,
+    HeaderValue::from_static("close"),
+)];
+
+/// What the first bytes of a connection are.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// A stream request this module serves.
+    Stream(StreamRequest),
+    /// A well-formed request (or the HTTP/2 preface) for hyper.
+    Other,
+    /// Bytes no request can be read from: answered here and closed.
+    Bad(HeadError),
+}
+
+/// Why a first request head cannot be answered by any route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HeadError {
+    /// Not HTTP: httparse's reason.
+    Malformed(String),
+    /// The client closed before the head was complete.
+    Incomplete,
+    /// The request line alone is longer than [`MAX_HEAD`].
+    UriTooLong,
+    /// The head is longer than [`MAX_HEAD`].
+    TooLarge,
+    /// No whole head within the header timeout.
+    Timeout,
+}
+
+impl HeadError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HeadError::Malformed(_) | HeadError::Incomplete => StatusCode::BAD_REQUEST,
+            HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Timeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The JSON body, in the shape of every other error reply.
+    fn body(&self) -> Vec<u8> {
+        let (code, message) = match self {
+            HeadError::Malformed(why) => ("bad_request", format!("malformed request head: {why}")),
+            HeadError::Incomplete => (
+                "bad_request",
+                "the connection closed before the request head was complete".to_owned(),
+            ),
+            HeadError::UriTooLong => (
+                "uri_too_long",
+                format!("the request line is longer than {MAX_HEAD} bytes"),
+            ),
+            HeadError::TooLarge => (
+                "headers_too_large",
+                format!("the request head is longer than {MAX_HEAD} bytes or has more than {MAX_HEADERS} fields"),
+            ),
+            HeadError::Timeout => (
+                "request_timeout",
+                "no whole request head arrived within the header timeout".to_owned(),
+            ),
+        };
+        serde_json::to_vec(&serde_json::json!({ "error": code, "message": message }))
+            .expect("a JSON object of strings serialises")
+    }
+}
+
+/// Sorts the first bytes of a connection, read until a whole head, [`MAX_HEAD`] bytes or the
+/// client closing.
+fn classify(head: &[u8]) -> Head {
+    if head.starts_with(H2_PREFACE) {
+        return Head::Other;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => return Head::Bad(HeadError::TooLarge),
+        Err(e) => return Head::Bad(HeadError::Malformed(e.to_string())),
+        Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => {
+            return Head::Bad(HeadError::Incomplete)
+        }
+        Ok(httparse::Status::Partial) => {
+            return Head::Bad(if memchr::memchr(b'\n', head).is_none() {
+                HeadError::UriTooLong
+            } else {
+                HeadError::TooLarge
+            })
+        }
+    }
+    match parse_stream_request(head) {
+        Some(request) => Head::Stream(request),
+        None => Head::Other,
+    }
+}
+
+/// Writes a whole JSON error response with the headers warp would give it (the CORS origin,
+/// `date`, and `extra` such as `retry-after`), as one write.
+async fn write_error(
+    socket: &mut TcpStream,
+    status: StatusCode,
+    body: &[u8],
+    cors_origin: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) -> io::Result<()> {
+    let mut response = Vec::with_capacity(256 + body.len());
+    response.extend_from_slice(b"HTTP/1.1 ");
+    response.extend_from_slice(status.as_str().as_bytes());
+    response.push(b' ');
+    response.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    response.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+    for (name, value) in extra {
+        response.extend_from_slice(name.as_str().as_bytes());
+        response.extend_from_slice(b": ");
+        response.extend_from_slice(value.as_bytes());
+        response.extend_from_slice(b"\r\n");
+    }
+    response.extend_from_slice(b"access-control-allow-origin: ");
+    response.extend_from_slice(cors_origin.as_bytes());
+    response.extend_from_slice(b"\r\ncontent-length: ");
+    response.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    response.extend_from_slice(b"\r\ndate: ");
+    response.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    response.extend_from_slice(b"\r\n\r\n");
+    response.extend_from_slice(body);
+    socket.write_all(&response).await
 }
 
 /// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113, section 3.4).
@@ -91,7 +280,7 @@ fn head_complete(head: &[u8]) -> bool {
     if head.starts_with(H2_PREFACE) {
         return true;
     }
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     !matches!(
         httparse::Request::new(&mut headers).parse(head),
         Ok(httparse::Status::Partial)
@@ -171,7 +360,9 @@ pub async fn serve_stream(
     }
     head.push_str("access-control-allow-origin: ");
     head.push_str(cors_origin);
-    head.push_str("\r\ntransfer-encoding: chunked\r\n\r\n");
+    head.push_str("\r\ntransfer-encoding: chunked\r\ndate: ");
+    head.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
+    head.push_str("\r\n\r\n");
     if socket.write_all(head.as_bytes()).await.is_err() {
         return;
     }

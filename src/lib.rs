@@ -11,6 +11,7 @@
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
 //! - [`cluster`]: `--role simulator` and `--role edge`: one market, many edges, on a Redis
 //!   stream that carries the encoded batches.
+//! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
 //! Data flows one way: simulator → encoder → feed → client streams → sockets.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod direct;
 pub mod feed;
 pub mod http;
+pub mod limits;
 pub mod market;
 pub mod metrics;
 pub mod publisher;
@@ -28,6 +30,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sse;
 pub mod stream;
+pub mod write_deadline;
 
 pub use config::Config;
 pub use server::run;

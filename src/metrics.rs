@@ -87,6 +87,15 @@ pub struct Metrics {
     pub connections_accepted: AtomicU64,
     /// TCP connections closed since start.
     pub connections_closed: AtomicU64,
+    /// Connections refused at accept because `--max-connections` were open.
+    pub connections_refused_total: AtomicU64,
+    /// Connections refused at accept because their address held `--max-connections-per-ip`.
+    pub connections_refused_per_ip: AtomicU64,
+    /// Connections closed because a write to them stayed blocked for `--write-timeout-secs`
+    /// (connections served by hyper; direct-path streams count as evicted streams).
+    pub connections_write_timed_out: AtomicU64,
+    /// Connections closed for sending no whole request within the header timeout.
+    pub connections_header_timed_out: AtomicU64,
 }
 
 /// Values that live elsewhere but belong on the same page.
@@ -225,6 +234,24 @@ impl Metrics {
             "gauge",
             "TCP connections open.",
             &[("", open)],
+        );
+        metric(
+            "tickcast_connections_refused_total",
+            "counter",
+            "Connections refused at accept, by the limit that was full.",
+            &[
+                ("{limit=\"total\"}", load(&self.connections_refused_total)),
+                ("{limit=\"per_ip\"}", load(&self.connections_refused_per_ip)),
+            ],
+        );
+        metric(
+            "tickcast_connections_timed_out_total",
+            "counter",
+            "Connections closed on a deadline: no whole request head in time (header), or a write blocked for --write-timeout-secs (write).",
+            &[
+                ("{deadline=\"header\"}", load(&self.connections_header_timed_out)),
+                ("{deadline=\"write\"}", load(&self.connections_write_timed_out)),
+            ],
         );
         metric(
             "tickcast_seq",

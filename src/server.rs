@@ -18,18 +18,26 @@ use crate::cluster;
 use crate::config::{Config, Role};
 use crate::direct::{self, FirstRequest, Prefixed};
 use crate::http::{self, App};
+use crate::limits::{self, ConnectionLimits};
 use crate::market::clock::TradingDay;
 use crate::market::history;
 use crate::market::simulator::{SimConfig, SimError, Simulator};
 use crate::market::SymbolSpec;
 use crate::publisher;
 use crate::shutdown;
+use crate::write_deadline::WriteDeadline;
 
 /// How long open connections get to finish after shutdown before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest a client may take to send its request headers; ends idle or slow-loris sockets.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes hyper buffers per HTTP/1 connection, in each direction. hyper's default, about
+/// 400 KiB, is what a stream whose client stops reading would queue behind the blocked socket
+/// (measured: ~360 KiB per stalled HTTP/1.0 stream); 16 KiB also bounds a request head, as the
+/// direct path does with 8 KiB. hyper's minimum is 8 KiB.
+const HTTP1_MAX_BUF: usize = 16 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -142,12 +150,20 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HTTP1_MAX_BUF);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
+    let limits = connection_limits(&app.config);
+    let lingering = Arc::new(tokio::sync::Semaphore::new(LINGERING_REFUSALS));
+    tracing::debug!(
+        max_connections = limits.max_total(),
+        per_ip = app.config.max_connections_per_ip,
+        "connection limits"
+    );
     let graceful = GracefulShutdown::new();
     // Every connection task holds a sender; when all are dropped, every connection is done.
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
@@ -171,6 +187,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
                 tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let permit = match limits.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                refuse(socket, refusal, &lingering, app.feed.metrics());
                 continue;
             }
         };
@@ -200,20 +223,30 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
                     .await;
                 }
                 FirstRequest::Other(head) => {
-                    let io = TokioIo::new(Prefixed::new(head, socket));
-                    let connection = builder.serve_connection(io, service);
+                    let io =
+                        WriteDeadline::new(Prefixed::new(head, socket), app.config.write_timeout());
+                    let timed_out = io.timed_out_flag();
+                    let connection = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(connection).await {
                         tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    if timed_out.load(Relaxed) {
+                        app.feed
+                            .metrics()
+                            .connections_write_timed_out
+                            .fetch_add(1, Relaxed);
                     }
                 }
                 FirstRequest::Gone => {}
             }
             app.feed.metrics().connections_closed.fetch_add(1, Relaxed);
+            drop(permit);
             drop(drain);
         });
     }
 
     tracing::info!("shutting down: ending streams");
+    drop(limits);
     drop(listener);
     trigger.fire();
     drop(drain_tx);
@@ -227,4 +260,56 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; dropping them");
     }
+}
+
+/// The caps for this server: `--max-connections` or the open-file limit less headroom, and
+/// `--max-connections-per-ip`.
+fn connection_limits(config: &crate::config::Config) -> Arc<ConnectionLimits> {
+    let max_total = config.max_connections.unwrap_or_else(|| {
+        let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+        limits::default_max_connections(nofile)
+    });
+    ConnectionLimits::new(max_total, config.max_connections_per_ip)
+}
+
+/// Refusals that may linger at once (see [`refuse`]); past this many, a refused socket is
+/// closed at once, so a flood of refused connections cannot hold descriptors.
+const LINGERING_REFUSALS: usize = 64;
+
+/// How long a refused connection may linger to read the client's request before closing.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection refused at accept and closes it. Closing a socket whose request is
+/// still unread makes the kernel send a reset, which can destroy the answer before the client
+/// reads it; so, while few refusals are pending, the connection sends its answer, closes its
+/// side, and reads what the client sent for up to [`REFUSAL_LINGER`] before closing.
+fn refuse(
+    socket: tokio::net::TcpStream,
+    refusal: limits::Refusal,
+    lingering: &Arc<tokio::sync::Semaphore>,
+    metrics: &crate::metrics::Metrics,
+) {
+    let counter = match refusal {
+        limits::Refusal::Total => &metrics.connections_refused_total,
+        limits::Refusal::PerIp => &metrics.connections_refused_per_ip,
+    };
+    counter.fetch_add(1, Relaxed);
+    // The reply is far smaller than an empty socket buffer: one write sends all of it.
+    if socket.try_write(refusal.response()).is_err() {
+        return;
+    }
+    let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = socket;
+        let _ = socket.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            while let Ok(1..) = socket.read(&mut sink).await {}
+        })
+        .await;
+        drop(permit);
+    });
 }

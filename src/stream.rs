@@ -320,10 +320,17 @@ impl QuoteStream {
     pub fn into_body(
         self,
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
+        use futures_util::StreamExt as _;
+        // Each part goes to hyper as it is, shared, never joined into a copy: a chunk can be a
+        // whole snapshot, and hyper queues what it is given behind a blocked socket.
         futures_util::stream::unfold(self, |mut stream| async move {
             let chunk = stream.next_chunk().await?;
-            Some((Ok(chunk.into_bytes()), stream))
+            Some((
+                futures_util::stream::iter(chunk.parts.into_iter().map(Ok)),
+                stream,
+            ))
         })
+        .flatten()
     }
 }
 

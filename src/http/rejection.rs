@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use serde_json::json;
 use warp::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::{HeaderName, HeaderValue, StatusCode};
 use warp::reject::Reject;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -80,33 +80,47 @@ impl ApiError {
         }
     }
 
-    /// The JSON reply, with `Allow` on 405 and `Retry-After` on 503.
-    pub fn into_response(self) -> Response {
+    /// The JSON body: `error`, `message` and any details.
+    pub fn body_json(&self) -> serde_json::Value {
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
-        match &self {
+        match self {
             ApiError::UnknownSymbols(unknown) => body["unknown"] = json!(unknown),
             ApiError::TooManySymbols { max, .. } => body["max"] = json!(max),
             _ => {}
         }
-        let mut response =
-            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
-        let headers = response.headers_mut();
+        body
+    }
+
+    /// The JSON body as bytes, exactly as [`ApiError::into_response`] sends it.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body_json()).expect("JSON values serialise")
+    }
+
+    /// Headers this error adds: `Allow` on 405, `WWW-Authenticate` on 401, `Retry-After` on 503.
+    pub fn extra_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
         match self {
             ApiError::MethodNotAllowed => {
-                headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+                vec![(ALLOW, HeaderValue::from_static(ALLOWED_METHODS))]
             }
-            ApiError::MethodNotAllowedHere(allow) => {
-                headers.insert(ALLOW, HeaderValue::from_static(allow));
-            }
+            ApiError::MethodNotAllowedHere(allow) => vec![(ALLOW, HeaderValue::from_static(allow))],
             ApiError::Unauthorized(_) => {
-                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                vec![(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))]
             }
             ApiError::TooManyClients {
                 retry_after_secs, ..
-            } => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            _ => {}
+            } => vec![(RETRY_AFTER, HeaderValue::from(*retry_after_secs))],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON reply with its [extra headers](ApiError::extra_headers).
+    pub fn into_response(self) -> Response {
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&self.body_json()), self.status())
+                .into_response();
+        let headers = response.headers_mut();
+        for (name, value) in self.extra_headers() {
+            headers.insert(name, value);
         }
         response
     }
