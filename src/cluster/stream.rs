@@ -376,7 +376,9 @@ pub async fn read_state(
     con: &mut MultiplexedConnection,
     keys: &Keys,
 ) -> RedisResult<Option<(Meta, Vec<Restored>)>> {
-    let (meta, latest): (Vec<(String, String)>, Vec<(Vec<u8>, Vec<u8>)>) = redis::pipe()
+    type Fields = Vec<(String, String)>;
+    type Frames = Vec<(Vec<u8>, Vec<u8>)>;
+    let (meta, latest): (Fields, Frames) = redis::pipe()
         .atomic()
         .cmd("HGETALL")
         .arg(&keys.meta)
