@@ -45,7 +45,8 @@ sleep 0.5
 edges=()
 for i in 1 2 3; do
   port=$((BASE_PORT + i))
-  pin 0 "$BIN" --role edge --redis "$REDIS" --addr "127.0.0.1:${port}" --max-clients 20000 2>/dev/null &
+  pin 0 "$BIN" --role edge --redis "$REDIS" --addr "127.0.0.1:${port}" --max-clients 20000 \
+    --max-connections-per-ip 50000 2>/dev/null &
   pids+=($!)
   edges+=($!)
 done
