@@ -1046,6 +1046,41 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_history_continues_covered_cursors_and_conflates_the_others() {
+        let (feed, mut sim) = setup(100_000);
+        let mut batches = Vec::new();
+        for ms in (100..=3000).step_by(100) {
+            let mut out = Vec::new();
+            sim.advance_to(ms * 1_000_000, &mut out);
+            if !out.is_empty() {
+                batches.push(Batch::encode(&out));
+            }
+        }
+        let (_, _, mut old) = feed.snapshot(&Subscription::ALL);
+        for b in &batches[..5] {
+            feed.publish(b.clone());
+        }
+        let mut covered = feed.resume_from(feed.newest_seq(), &Subscription::ALL).unwrap();
+        // As a node that follows the feed rebuilds: only the last batches are left.
+        let keep = batches.len() - 10;
+        let first_kept = batches[keep].first_seq;
+        let newest = batches.last().unwrap().last_seq();
+        feed.replace(1, newest, Vec::new(), batches[keep..].to_vec());
+        assert_eq!(feed.newest_seq(), newest);
+        assert_eq!(feed.first_seq(), 1);
+        assert!(feed.resume_from(first_kept - 1, &Subscription::ALL).is_some());
+        assert!(feed.resume_from(first_kept - 2, &Subscription::ALL).is_none());
+        // A cursor inside the new window goes on without a break...
+        covered.seq = first_kept - 1;
+        let got = feed.collect(&mut covered, &Subscription::ALL);
+        assert_eq!(ids(&got.chunk().unwrap())[0], first_kept);
+        // ...one before it is conflated to the latest events, and that is counted.
+        let got = feed.collect(&mut old, &Subscription::ALL);
+        assert!(got.conflated > 0);
+        assert_eq!(old.seq, newest);
+    }
+
+    #[test]
     fn client_slots_are_limited_and_freed() {
         let (feed, _) = setup(10);
         let a = feed.try_register_client(2).unwrap();
