@@ -151,6 +151,30 @@ pub struct Config {
     /// market waits (events due meanwhile are published together afterwards, none lost).
     #[arg(long, env = "TICKCAST_UPSTREAM_BUFFER", default_value_t = 4096)]
     pub upstream_buffer: usize,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key). ALPN offers `h2` and
+    /// `http/1.1`, so browsers get HTTP/2 and many streams over one connection.
+    #[arg(long, env = "TICKCAST_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "TICKCAST_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a certificate for localhost, 127.0.0.1 and ::1 generated at start-up;
+    /// its SHA-256 fingerprint is logged. For local use: browsers warn about it.
+    #[arg(long, env = "TICKCAST_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+
+    /// Seconds an HTTP/2 (or kept-alive HTTP/1.1) connection served by hyper may stay without
+    /// an open request before it is closed; HTTP/2 connections are also pinged every half of
+    /// it (at most 30 s) and closed when a ping goes unanswered.
+    #[arg(long, env = "TICKCAST_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// The TLS setup, loaded once from the flags above (see [`Config::load_tls`]).
+    #[arg(skip)]
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// What one tickcast process does (see `--role`).
@@ -234,6 +258,10 @@ pub enum ConfigError {
     CorsOrigin(String),
     #[error("--flush-ms must be at most 10000, got {0}")]
     Flush(u64),
+    #[error("--tls-cert and --tls-key must be given together")]
+    TlsPair,
+    #[error("--idle-timeout-secs must be between 1 and 3600, got {0}")]
+    IdleTimeout(u64),
     #[error("--threads must be between 1 and 1024, got {0}")]
     Threads(usize),
     #[error("--web-dir {0} is not a directory")]
@@ -310,6 +338,12 @@ impl Config {
         if self.flush_ms > 10_000 {
             return Err(ConfigError::Flush(self.flush_ms));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err(ConfigError::IdleTimeout(self.idle_timeout_secs));
+        }
         if let Some(t) = self.threads {
             if !(1..=1024).contains(&t) {
                 return Err(ConfigError::Threads(t));
@@ -360,6 +394,29 @@ impl Config {
     /// `--write-timeout-secs` as a duration.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// Reads the certificate and key of `--tls-cert`/`--tls-key`, or generates one for
+    /// `--tls-self-signed`, into [`Config::tls`]; nothing when TLS is off or already loaded.
+    ///
+    /// # Errors
+    /// A file that cannot be read or holds no usable PEM, or a key that is not the
+    /// certificate's.
+    pub fn load_tls(&mut self) -> Result<(), crate::tls::TlsError> {
+        if self.tls.is_some() {
+            return Ok(());
+        }
+        self.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::Tls::from_pem_files(cert, key)?),
+            _ if self.tls_self_signed => Some(crate::tls::Tls::self_signed()?),
+            _ => None,
+        };
+        Ok(())
+    }
+
+    /// `--idle-timeout-secs` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
     }
 
     /// The configuration with every default, as a test or bench would start from.

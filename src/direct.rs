@@ -9,6 +9,10 @@
 //! frame bytes, CRLF), with nothing buffered per client. Everything else (other routes, errors,
 //! HTTP/2, HTTP/1.0, requests with bodies) goes to hyper and warp along with the bytes already
 //! read, so routing and error replies live in one place: [`crate::http`].
+//!
+//! The socket is plain TCP or HTTPS that negotiated `http/1.1` (anything `AsyncRead +
+//! AsyncWrite`), so HTTP/1.1 over TLS keeps the same encode-once, cursor-only path. Each
+//! write ends with a flush, which TLS needs to send what it encrypted and TCP ignores.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -27,7 +31,7 @@ use crate::http::App;
 use crate::stream::QuoteStream;
 
 /// Largest request head read before handing the connection to hyper (which rejects it).
-const MAX_HEAD: usize = 8 * 1024;
+pub const MAX_HEAD: usize = 8 * 1024;
 
 /// Most header fields in a request head, as hyper allows.
 const MAX_HEADERS: usize = 100;
@@ -50,7 +54,11 @@ pub enum FirstRequest {
 /// get their JSON error here and the connection is closed; so does a refused stream request,
 /// whose connection then goes on to hyper for any further request. Either way the head is
 /// parsed once.
-pub async fn first_request(socket: &mut TcpStream, app: &App, timeout: Duration) -> FirstRequest {
+pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    app: &App,
+    timeout: Duration,
+) -> FirstRequest {
     let mut head = BytesMut::with_capacity(1024);
     let read_head = async {
         loop {
@@ -145,9 +153,9 @@ const CLOSE: [(HeaderName, HeaderValue); 1] = [(
     HeaderValue::from_static("close"),
 )];
 
-/// What the first bytes of a connection are.
+/// What the first bytes of a connection are. Public for the fuzz targets.
 #[derive(Debug, PartialEq, Eq)]
-enum Head {
+pub enum Head {
     /// A stream request this module serves.
     Stream(StreamRequest),
     /// A well-formed request (or the HTTP/2 preface) for hyper.
@@ -158,7 +166,7 @@ enum Head {
 
 /// Why a first request head cannot be answered by any route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HeadError {
+pub enum HeadError {
     /// Not HTTP: httparse's reason.
     Malformed(String),
     /// The client closed before the head was complete.
@@ -172,7 +180,8 @@ enum HeadError {
 }
 
 impl HeadError {
-    fn status(&self) -> StatusCode {
+    /// The status of the error reply: always a 4xx.
+    pub fn status(&self) -> StatusCode {
         match self {
             HeadError::Malformed(_) | HeadError::Incomplete => StatusCode::BAD_REQUEST,
             HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -182,7 +191,7 @@ impl HeadError {
     }
 
     /// The JSON body, in the shape of every other error reply.
-    fn body(&self) -> Vec<u8> {
+    pub fn body(&self) -> Vec<u8> {
         let (code, message) = match self {
             HeadError::Malformed(why) => ("bad_request", format!("malformed request head: {why}")),
             HeadError::Incomplete => (
@@ -208,8 +217,8 @@ impl HeadError {
 }
 
 /// Sorts the first bytes of a connection, read until a whole head, [`MAX_HEAD`] bytes or the
-/// client closing.
-fn classify(head: &[u8]) -> Head {
+/// client closing. Public for the fuzz targets.
+pub fn classify(head: &[u8]) -> Head {
     if head.starts_with(H2_PREFACE) {
         return Head::Other;
     }
@@ -237,8 +246,8 @@ fn classify(head: &[u8]) -> Head {
 
 /// Writes a whole JSON error response with the headers warp would give it (the CORS origin,
 /// `date`, and `extra` such as `retry-after`), as one write.
-async fn write_error(
-    socket: &mut TcpStream,
+async fn write_error<S: AsyncWrite + Unpin>(
+    socket: &mut S,
     status: StatusCode,
     body: &[u8],
     cors_origin: &str,
@@ -264,7 +273,8 @@ async fn write_error(
     response.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     response.extend_from_slice(b"\r\n\r\n");
     response.extend_from_slice(body);
-    socket.write_all(&response).await
+    socket.write_all(&response).await?;
+    socket.flush().await
 }
 
 /// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113, section 3.4).
@@ -272,8 +282,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether `head` holds a whole request head as httparse reads it (CRLF or bare LF line
 /// endings), the whole HTTP/2 preface, or bytes that can never become either (hyper will
-/// answer them).
-fn head_complete(head: &[u8]) -> bool {
+/// answer them). Once true it stays true as more bytes arrive. Public for the fuzz targets.
+pub fn head_complete(head: &[u8]) -> bool {
     if H2_PREFACE.starts_with(head) {
         return head.len() == H2_PREFACE.len();
     }
@@ -289,17 +299,19 @@ fn head_complete(head: &[u8]) -> bool {
 
 /// The parts of a stream request that decide what the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct StreamRequest {
-    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}`.
-    segment: Option<String>,
-    query: String,
-    last_event_id: Option<Vec<u8>>,
+pub struct StreamRequest {
+    /// `None` for `/quotes`, the symbol for `/quotes/{symbol}` (still percent-encoded).
+    pub segment: Option<String>,
+    /// The raw query string, without the `?`.
+    pub query: String,
+    /// The first `Last-Event-ID` header's value, as sent.
+    pub last_event_id: Option<Vec<u8>>,
 }
 
 /// A `GET` over HTTP/1.1 to `/quotes` or `/quotes/{symbol}` with no body; `None` for anything
-/// that hyper should handle.
-fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+/// that hyper should handle. Public for the fuzz targets, which feed it arbitrary bytes.
+pub fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     if !matches!(request.parse(head), Ok(httparse::Status::Complete(n)) if n == head.len()) {
         return None;
@@ -343,8 +355,8 @@ fn parse_stream_request(head: &[u8]) -> Option<StreamRequest> {
 /// or the client goes away; ends the chunked body cleanly on shutdown. A client whose write
 /// stays blocked for `write_timeout` (it stopped reading) is disconnected and counted, so it
 /// cannot hold its `--max-clients` slot forever.
-pub async fn serve_stream(
-    mut socket: TcpStream,
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
     mut stream: QuoteStream,
     cors_origin: &str,
     write_timeout: Duration,
@@ -363,7 +375,8 @@ pub async fn serve_stream(
     head.push_str("\r\ntransfer-encoding: chunked\r\ndate: ");
     head.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
     head.push_str("\r\n\r\n");
-    if socket.write_all(head.as_bytes()).await.is_err() {
+    // TLS holds what it encrypts until a flush; plain TCP sends at once and ignores it.
+    if socket.write_all(head.as_bytes()).await.is_err() || socket.flush().await.is_err() {
         return;
     }
     let mut probe = [0u8; 64];
@@ -402,17 +415,24 @@ pub async fn serve_stream(
 
 /// One HTTP chunk (`{len:x}\r\n{parts...}\r\n`) as vectored writes: the frame bytes are
 /// shared, never copied.
-async fn write_chunk(socket: &mut TcpStream, mut parts: Vec<Bytes>) -> io::Result<()> {
+async fn write_chunk<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    mut parts: Vec<Bytes>,
+) -> io::Result<()> {
     let len = parts.iter().map(Bytes::len).sum();
     let mut size_line = [0u8; 18];
     let size_len = hex_size_line(len, &mut size_line);
     parts.insert(0, Bytes::copy_from_slice(&size_line[..size_len]));
     parts.push(Bytes::from_static(b"\r\n"));
-    write_all_vectored(socket, &mut parts).await
+    write_all_vectored(socket, &mut parts).await?;
+    socket.flush().await
 }
 
 /// Writes every buffer in order, as few `writev` calls as the socket allows.
-async fn write_all_vectored(socket: &mut TcpStream, bufs: &mut [Bytes]) -> io::Result<()> {
+async fn write_all_vectored<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    bufs: &mut [Bytes],
+) -> io::Result<()> {
     /// Buffers passed to one `writev`; far below the kernel's limit of 1024.
     const MAX_SLICES: usize = 64;
     let mut first = 0;
@@ -452,19 +472,19 @@ fn hex_size_line(len: usize, out: &mut [u8; 18]) -> usize {
 /// A connection whose first bytes were already read: replays them before reading on, so hyper
 /// sees the whole request.
 #[derive(Debug)]
-pub struct Prefixed {
+pub struct Prefixed<S = TcpStream> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Prefixed {
+impl<S> Prefixed<S> {
     /// `inner`, with `prefix` read first.
-    pub fn new(prefix: Bytes, inner: TcpStream) -> Self {
+    pub fn new(prefix: Bytes, inner: S) -> Self {
         Prefixed { prefix, inner }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -480,7 +500,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -572,5 +592,17 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[test]
+    fn a_stream_request_with_many_header_fields_is_still_served_here() {
+        // classify accepts up to MAX_HEADERS fields; the stream parser used to stop at 32 and
+        // sent such a request to hyper instead.
+        let mut head = b"GET /quotes HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            head.extend_from_slice(format!("x-field-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(matches!(classify(&head), Head::Stream(_)));
     }
 }

@@ -1060,7 +1060,9 @@ mod tests {
         for b in &batches[..5] {
             feed.publish(b.clone());
         }
-        let mut covered = feed.resume_from(feed.newest_seq(), &Subscription::ALL).unwrap();
+        let mut covered = feed
+            .resume_from(feed.newest_seq(), &Subscription::ALL)
+            .unwrap();
         // As a node that follows the feed rebuilds: only the last batches are left.
         let keep = batches.len() - 10;
         let first_kept = batches[keep].first_seq;
@@ -1068,8 +1070,12 @@ mod tests {
         feed.replace(1, newest, Vec::new(), batches[keep..].to_vec());
         assert_eq!(feed.newest_seq(), newest);
         assert_eq!(feed.first_seq(), 1);
-        assert!(feed.resume_from(first_kept - 1, &Subscription::ALL).is_some());
-        assert!(feed.resume_from(first_kept - 2, &Subscription::ALL).is_none());
+        assert!(feed
+            .resume_from(first_kept - 1, &Subscription::ALL)
+            .is_some());
+        assert!(feed
+            .resume_from(first_kept - 2, &Subscription::ALL)
+            .is_none());
         // A cursor inside the new window goes on without a break...
         covered.seq = first_kept - 1;
         let got = feed.collect(&mut covered, &Subscription::ALL);

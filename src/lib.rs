@@ -11,6 +11,8 @@
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
 //! - [`cluster`]: `--role simulator` and `--role edge`: one market, many edges, on a Redis
 //!   stream that carries the encoded batches.
+//! - [`tls`]: HTTPS (rustls) with ALPN `h2` and `http/1.1`.
+//! - [`guard`]: deadlines and buffer bounds for connections that hyper serves (HTTP/2).
 //! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
 //! - [`config`], [`shutdown`], [`metrics`]: flags, shutdown signalling, counters.
 //!
@@ -21,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod direct;
 pub mod feed;
+pub mod guard;
 pub mod http;
 pub mod limits;
 pub mod market;
@@ -30,6 +33,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sse;
 pub mod stream;
+pub mod tls;
 pub mod write_deadline;
 
 pub use config::Config;

@@ -12,7 +12,7 @@ use tickcast::{shutdown, Config};
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let config = match Config::try_parse() {
+    let mut config = match Config::try_parse() {
         Ok(config) => config,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
@@ -27,6 +27,11 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = config.validate() {
+        eprintln!("tickcast: error: {e}");
+        return ExitCode::from(USAGE_ERROR);
+    }
+    // Certificate files are flag values too: a bad one is a usage error.
+    if let Err(e) = config.load_tls() {
         eprintln!("tickcast: error: {e}");
         return ExitCode::from(USAGE_ERROR);
     }

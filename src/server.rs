@@ -1,5 +1,6 @@
 //! The server around the filters: our own accept loop on hyper-util, for what `warp::serve`
-//! does not give — HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on one port, `TCP_NODELAY`,
+//! does not give — HTTP/1.1 and HTTP/2 (prior knowledge, h2c, or ALPN `h2` over TLS) on one
+//! port, `TCP_NODELAY`, deadlines and buffer bounds on every connection ([`crate::guard`]),
 //! and a shutdown that ends open SSE streams instead of waiting for them forever.
 
 use std::future::Future;
@@ -7,17 +8,18 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::cluster;
 use crate::config::{Config, Role};
 use crate::direct::{self, FirstRequest, Prefixed};
-use crate::http::{self, App};
+use crate::guard::{self, Limits, Routes};
+use crate::http::App;
 use crate::limits::{self, ConnectionLimits};
 use crate::market::clock::TradingDay;
 use crate::market::history;
@@ -50,6 +52,8 @@ pub enum ServeError {
     WebDir(#[source] std::io::Error),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs tickcast on `listener` until `shutdown` completes, then ends every stream, waits for
@@ -61,10 +65,11 @@ pub enum ServeError {
 /// Invalid simulation settings or web directory.
 pub async fn run(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     specs: Vec<SymbolSpec>,
     shutdown_signal: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    config.load_tls()?;
     match config.role {
         Role::All => {}
         Role::Simulator => {
@@ -125,6 +130,19 @@ pub async fn run(
         app.config.heartbeat(),
         stop,
     ));
+    if let Some(tls) = &app.config.tls {
+        tracing::info!(
+            fingerprint = %tls.fingerprint,
+            self_signed = tls.self_signed_pem.is_some(),
+            "TLS certificate SHA-256 {}",
+            tls.fingerprint
+        );
+    }
+    let scheme = if app.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(
             %addr,
@@ -132,7 +150,7 @@ pub async fn run(
             seed,
             rate = app.config.rate,
             flush_ms = app.config.flush_ms,
-            "tickcast listening on http://{addr}"
+            "tickcast listening on {scheme}://{addr}"
         );
     }
     serve(listener, app, shutdown_signal).await;
@@ -145,18 +163,13 @@ pub async fn run(
 /// shutdown trigger, which ends every stream, and waits for connections to close.
 pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future<Output = ()>) {
     let trigger = app.shutdown.clone();
-    let service = TowerToHyperService::new(warp::service(http::routes(app.clone())));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(HTTP1_MAX_BUF);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    guard::bound_http2(&mut builder, app.config.idle_timeout());
     let limits = connection_limits(&app.config);
     let lingering = Arc::new(tokio::sync::Semaphore::new(LINGERING_REFUSALS));
     tracing::debug!(
@@ -164,7 +177,16 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
         per_ip = app.config.max_connections_per_ip,
         "connection limits"
     );
-    let graceful = GracefulShutdown::new();
+    let shared = Arc::new(Shared {
+        builder,
+        routes: Routes::new(app.clone()),
+        limits: Limits {
+            first_request: HEADER_READ_TIMEOUT,
+            idle: app.config.idle_timeout(),
+            write_timeout: app.config.write_timeout(),
+        },
+        app: app.clone(),
+    });
     // Every connection task holds a sender; when all are dropped, every connection is done.
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
 
@@ -200,46 +222,20 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let builder = builder.clone();
-        let service = service.clone();
-        let watcher = graceful.watcher();
-        let app = app.clone();
+        let shared = shared.clone();
         let drain = drain_tx.clone();
         app.feed
             .metrics()
             .connections_accepted
             .fetch_add(1, Relaxed);
         tokio::spawn(async move {
-            let mut socket = socket;
-            match direct::first_request(&mut socket, &app, HEADER_READ_TIMEOUT).await {
-                FirstRequest::Stream(stream) => {
-                    direct::serve_stream(
-                        socket,
-                        *stream,
-                        &app.config.cors_origin,
-                        app.config.write_timeout(),
-                        app.feed.metrics(),
-                    )
-                    .await;
-                }
-                FirstRequest::Other(head) => {
-                    let io =
-                        WriteDeadline::new(Prefixed::new(head, socket), app.config.write_timeout());
-                    let timed_out = io.timed_out_flag();
-                    let connection = builder.serve_connection(TokioIo::new(io), service);
-                    if let Err(e) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                    if timed_out.load(Relaxed) {
-                        app.feed
-                            .metrics()
-                            .connections_write_timed_out
-                            .fetch_add(1, Relaxed);
-                    }
-                }
-                FirstRequest::Gone => {}
-            }
-            app.feed.metrics().connections_closed.fetch_add(1, Relaxed);
+            serve_socket(socket, &shared).await;
+            shared
+                .app
+                .feed
+                .metrics()
+                .connections_closed
+                .fetch_add(1, Relaxed);
             drop(permit);
             drop(drain);
         });
@@ -250,8 +246,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
     drop(listener);
     trigger.fire();
     drop(drain_tx);
+    // Connections see the trigger and close gracefully (crate::guard); streams end by it.
     let all_closed = async {
-        graceful.shutdown().await;
         let _ = drain_rx.recv().await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, all_closed)
@@ -259,6 +255,85 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
         .is_err()
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; dropping them");
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    routes: Routes,
+    limits: Limits,
+    app: App,
+}
+
+/// Serves one accepted socket: the TLS handshake first when TLS is on (within the header
+/// timeout), then by protocol: HTTP/2 negotiated by ALPN goes straight to hyper; HTTP/1.1 and
+/// plain connections have their first request read by the direct path.
+async fn serve_socket(socket: TcpStream, shared: &Shared) {
+    let Some(tls) = &shared.app.config.tls else {
+        return serve_plain(socket, shared).await;
+    };
+    let stream =
+        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor().accept(socket)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+            Err(_) => return tracing::debug!("no TLS handshake within {HEADER_READ_TIMEOUT:?}"),
+        };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        serve_hyper(stream, Bytes::new(), shared).await;
+    } else {
+        serve_plain(stream, shared).await;
+    }
+}
+
+/// Reads the first request head: an HTTP/1.1 stream request is served by the direct path,
+/// anything else by hyper.
+async fn serve_plain<S>(mut socket: S, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = &shared.app;
+    match direct::first_request(&mut socket, app, HEADER_READ_TIMEOUT).await {
+        FirstRequest::Stream(stream) => {
+            direct::serve_stream(
+                socket,
+                *stream,
+                &app.config.cors_origin,
+                app.config.write_timeout(),
+                app.feed.metrics(),
+            )
+            .await;
+        }
+        FirstRequest::Other(head) => serve_hyper(socket, head, shared).await,
+        FirstRequest::Gone => {}
+    }
+}
+
+/// Serves the connection through hyper and warp, starting with the bytes already read.
+async fn serve_hyper<S>(socket: S, head: Bytes, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let metrics = shared.app.feed.metrics();
+    // A socket write blocked past the write timeout fails here; a stream that hyper stops
+    // polling (no HTTP/2 window) is caught by `guard::serve`.
+    let io = WriteDeadline::new(
+        Prefixed::new(head, socket),
+        shared.app.config.write_timeout(),
+    );
+    let timed_out = io.timed_out_flag();
+    guard::serve(
+        &shared.builder,
+        TokioIo::new(io),
+        shared.routes.clone(),
+        shared.limits,
+        shared.app.shutdown.subscribe(),
+        metrics,
+        &timed_out,
+    )
+    .await;
+    if timed_out.load(Relaxed) {
+        metrics.connections_write_timed_out.fetch_add(1, Relaxed);
     }
 }
 

@@ -316,7 +316,13 @@ impl QuoteStream {
         self.shutdown.clone()
     }
 
-    /// The stream as the body of an HTTP response.
+    /// The stream as the body of an HTTP response (served by hyper: HTTP/2, and HTTP/1.x
+    /// that the direct path does not take).
+    ///
+    /// Each part of a chunk is its own body frame, a slice of the shared frame buffers, never
+    /// a copy. hyper stops polling a body whose HTTP/2 stream has no send capacity (see
+    /// `crate::guard::MAX_SEND_BUF`), so what it holds for a client that reads slowly is that
+    /// buffer plus one part, not a whole catch-up chunk copied into one buffer.
     pub fn into_body(
         self,
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {

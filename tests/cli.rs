@@ -170,11 +170,17 @@ async fn spawn_server(extra: &[&str]) -> (Child, String) {
     spawn_server_in(&std::env::temp_dir(), &args).await
 }
 
-/// Starts the binary in `dir` with only the given flags (plus an ephemeral port).
+/// Starts the binary in `dir` with only the given flags (plus an ephemeral port unless they
+/// name an `--addr`).
 async fn spawn_server_in(dir: &std::path::Path, args: &[&str]) -> (Child, String) {
+    let default_addr: &[&str] = if args.contains(&"--addr") {
+        &[]
+    } else {
+        &["--addr", "127.0.0.1:0"]
+    };
     let mut child = Command::new(BIN)
         .current_dir(dir)
-        .args(["--addr", "127.0.0.1:0"])
+        .args(default_addr)
         .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -348,5 +354,17 @@ async fn a_copied_binary_runs_anywhere_with_its_built_in_symbols_and_page() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
+    stop_cleanly(&mut child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addr_takes_a_host_name() {
+    // `localhost:0` is resolved to a loopback address, not refused as bad syntax.
+    let (mut child, addr) = spawn_server(&["--addr", "localhost:0"]).await;
+    let ip: std::net::SocketAddr = addr.parse().expect("the log names the address it bound");
+    assert!(ip.ip().is_loopback(), "{addr}");
+    let (status, _, health) = common::get_json(&format!("http://{addr}/healthz")).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
     stop_cleanly(&mut child).await;
 }

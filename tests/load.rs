@@ -173,3 +173,112 @@ async fn refuses_bad_arguments() {
     );
     assert_refused(&load(&["--clients", "1"]).await, "--url");
 }
+
+/// A certificate for localhost and 127.0.0.1 written as PEM files; (dir, cert, key).
+fn write_cert() -> (std::path::PathBuf, String, String) {
+    let dir = std::env::temp_dir().join(format!("tickcast-load-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    (dir, path(cert), path(key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measures_the_same_way_over_https_http2_and_h2c() {
+    let (dir, cert, key) = write_cert();
+    let flags = ["--seed", "1", "--rate", "5", "--flush-ms", "50"];
+    let mut tls_flags = flags.to_vec();
+    tls_flags.extend_from_slice(&["--tls-cert", &cert, "--tls-key", &key]);
+    let tls = common::start(&tls_flags).await;
+    let plain = common::start(&flags).await;
+    let https = format!("https://localhost:{}/quotes", tls.addr.port());
+    let h2c = plain.url("/quotes");
+    let runs: [(&str, &[&str], &str, u64); 4] = [
+        (&https, &["--cacert", &cert], "HTTP/1.1", 30),
+        (
+            &https,
+            &["--insecure", "--h2"],
+            "HTTP/2, 10 streams per connection",
+            3,
+        ),
+        (
+            &https,
+            &["--cacert", &cert, "--h2"],
+            "HTTP/2, 10 streams per connection",
+            3,
+        ),
+        (&h2c, &["--h2"], "HTTP/2, 10 streams per connection", 3),
+    ];
+    for (url, extra, protocol, connections) in runs {
+        let mut args = vec![
+            "--url",
+            url,
+            "--clients",
+            "30",
+            "--streams-per-conn",
+            "10",
+            "--ramp",
+            "1",
+            "--duration",
+            "2",
+            "--json-only",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let out = load(&args).await;
+        assert_eq!(out.code, Some(0), "{extra:?}: {}", out.stderr);
+        let v = json_line(&out);
+        assert_eq!(v["protocol"], protocol, "{v}");
+        assert_eq!(v["connections"], connections, "{v}");
+        assert_eq!(v["connected"], 30, "{v}");
+        assert_eq!(v["failed"], 0, "{v}");
+        assert_eq!(v["disconnects"], 0, "{v}");
+        assert_eq!(v["order_errors"], 0, "{v}");
+        assert_eq!(v["event_counts"]["snapshot"], 30, "{v}");
+        assert!(v["event_counts"]["quote"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["latency_ms"]["p99"].as_f64().is_some(), "{v}");
+    }
+    // Without a trust choice, or trusting nothing that signed the server's certificate.
+    let other = write_other_cert(&dir);
+    let out = load(&[
+        "--url",
+        &https,
+        "--clients",
+        "2",
+        "--duration",
+        "1",
+        "--quiet",
+    ])
+    .await;
+    assert_refused(&out, "--cacert");
+    let out = load(&[
+        "--url",
+        &https,
+        "--cacert",
+        &other,
+        "--clients",
+        "2",
+        "--duration",
+        "1",
+        "--ramp",
+        "0",
+    ])
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("tls handshake"), "{}", out.stderr);
+    tls.stop().await;
+    plain.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A certificate that signed nothing the server has.
+fn write_other_cert(dir: &std::path::Path) -> String {
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let path = dir.join("other.pem");
+    std::fs::write(&path, other.cert.pem()).unwrap();
+    path.to_str().unwrap().to_string()
+}

@@ -613,7 +613,7 @@ fn encode_index(frames: &[FrameIndex]) -> Vec<u8> {
 }
 
 fn decode_index(bytes: &[u8]) -> Option<Vec<FrameIndex>> {
-    if bytes.len() % INDEX_ENTRY != 0 {
+    if !bytes.len().is_multiple_of(INDEX_ENTRY) {
         return None;
     }
     bytes

@@ -174,7 +174,7 @@ impl FromStr for LuldTier {
         match s {
             "1" => Ok(LuldTier::Tier1),
             "2" => Ok(LuldTier::Tier2),
-            _ => Err(LuldTierError(s.to_owned())),
+            _ => Err(LuldTierError(shown(s))),
         }
     }
 }
@@ -359,8 +359,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<SymbolSpec>, SymbolsError> {
                 format!("price {reference_price} is below the tick size {tick_size}"),
             ));
         }
-        if (reference_price / tick_size)
-            .to_u64()
+        // Checked: a price near Decimal's maximum over a tick of 1e-8 overflows the division.
+        if reference_price
+            .checked_div(tick_size)
+            .and_then(|ticks| ticks.to_u64())
             .is_none_or(|t| t > 1 << 50)
         {
             return Err(bad(2, "price is too large for its tick size".into()));
@@ -380,7 +382,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<SymbolSpec>, SymbolsError> {
         let adv = match adv.parse::<u64>() {
             Ok(0) => return Err(bad(8, "adv must be positive, got 0".into())),
             Ok(adv) => adv,
-            Err(_) => return Err(bad(8, format!("'{adv}' is not a whole number of shares"))),
+            Err(_) => {
+                return Err(bad(
+                    8,
+                    format!("'{}' is not a whole number of shares", shown(adv)),
+                ))
+            }
         };
         let spread_bp = parse_f64(field(9)?).map_err(|m| bad(9, m))?;
         if !(spread_bp > 0.0 && spread_bp <= 10_000.0) {
@@ -420,14 +427,31 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<SymbolSpec>, SymbolsError> {
 }
 
 fn parse_decimal(value: &str) -> Result<Decimal, String> {
-    Decimal::from_str(value).map_err(|_| format!("'{value}' is not a decimal number"))
+    Decimal::from_str(value).map_err(|_| format!("'{}' is not a decimal number", shown(value)))
 }
 
 fn parse_f64(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("'{value}' is not a number")),
+        _ => Err(format!("'{}' is not a number", shown(value))),
     }
+}
+
+/// A value from the file as an error message shows it: at most 32 characters, control
+/// characters escaped, so the message stays one short line whatever the file holds (a quoted
+/// CSV field may span lines).
+fn shown(value: &str) -> String {
+    value
+        .chars()
+        .take(32)
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -553,6 +577,44 @@ mod tests {
         );
         // Extra trailing zeros do not make an on-grid price off-grid.
         assert!(parse_str(&format!("A,A,10.1500,0.2,0.1,0.05,1,{TAIL}\n")).is_ok());
+    }
+
+    #[test]
+    fn huge_price_over_a_tiny_tick_is_refused_not_a_panic() {
+        // Found by the symbols_csv fuzz target: the division overflowed and panicked.
+        let e = row_error(
+            "A,A,79228162514264337593543950335,0.2,0.1,0.00000001,1",
+            TAIL,
+        );
+        assert_eq!(
+            e,
+            "syms.csv:2: column 'price': price is too large for its tick size"
+        );
+    }
+
+    #[test]
+    fn errors_stay_one_short_line_whatever_the_value() {
+        // Found by the symbols_csv fuzz target: a quoted field spanning lines made the
+        // message (and the command line's error) several lines long.
+        let e = row_error("A,A,\"1\n2\",0.2,0.1,0.01,1", TAIL);
+        assert_eq!(
+            e,
+            "syms.csv:2: column 'price': '1\\n2' is not a decimal number"
+        );
+        let long = "9".repeat(40) + "x";
+        let e = row_error("A,A,1.00,0.2,0.1,0.01,1", &format!("Energy,{long},1.0,1"));
+        assert_eq!(
+            e,
+            format!(
+                "syms.csv:2: column 'adv': '{}' is not a whole number of shares",
+                &long[..32]
+            )
+        );
+        let e = row_error("A,A,1.00,0.2,0.1,0.01,1", "Energy,1000,1.0,\"\u{7}\"");
+        assert_eq!(
+            e,
+            "syms.csv:2: column 'tier': tier must be 1 or 2, got '\\u{7}'"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! One connection: a raw TCP socket, a hand-written GET, the response head, then the body read
-//! into a per-thread buffer and parsed in place. Nothing is allocated per event.
+//! One connection: a raw TCP socket (or TLS over it), a hand-written GET, the response head,
+//! then the body read into a per-thread buffer and parsed in place. Nothing is allocated per
+//! event. HTTP/2 streams ([`crate::h2`]) reuse the same decoding and counting.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -9,8 +10,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use crate::http::{self, Body, Framing, ProtocolError};
 use crate::sse::{self, Event, Sink};
@@ -18,6 +22,10 @@ use crate::stats::{self, Counters, Shard, Tally};
 
 /// Bytes read from a socket at once.
 const READ_BUF: usize = 64 * 1024;
+
+/// Bytes read from a TLS stream at once: one TLS record's worth, per connection (a TLS read
+/// decrypts into the caller's buffer across awaits, so the per-thread buffer cannot serve).
+const TLS_READ_BUF: usize = 16 * 1024;
 
 /// One URL: where to connect and the request to send (ending in the blank line).
 #[derive(Debug)]
@@ -43,17 +51,22 @@ impl Target {
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The first target (for messages).
+    /// The first URL's address (the only one with --h2).
     pub target: SocketAddr,
-    /// Client `i` starts on target `i mod N` and moves to the next one when it reconnects.
+    /// Local addresses to bind, round-robin; empty lets the kernel choose.
+    pub sources: Vec<IpAddr>,
+    /// Every URL: client `i` starts on target `i mod N` and moves to the next one when it
+    /// reconnects (HTTP/1.1).
     pub targets: Vec<Target>,
     /// Reconnect after this delay when a stream ends (`--reconnect`).
     pub reconnect: Option<Duration>,
-    /// Local addresses to bind, round-robin; empty lets the kernel choose.
-    pub sources: Vec<IpAddr>,
     /// Limit on connecting, sending the request and reading the response head.
     pub timeout: Duration,
     pub counters: Counters,
+    /// For `https://`: the connector and the name the certificate must carry.
+    pub tls: Option<(Arc<tokio_rustls::rustls::ClientConfig>, ServerName<'static>)>,
+    /// For `--h2`: the shared HTTP/2 connections.
+    pub h2: Option<crate::h2::Pool>,
 }
 
 /// Per worker thread: the read buffer and the statistics shard.
@@ -71,13 +84,13 @@ thread_local! {
 
 /// Why a connection never became a stream: `reason` groups failures in the report.
 #[derive(Debug)]
-struct Failure {
-    reason: String,
-    detail: String,
+pub struct Failure {
+    pub reason: String,
+    pub detail: String,
 }
 
 impl Failure {
-    fn io(what: &str, target: SocketAddr, e: &io::Error) -> Failure {
+    pub fn io(what: &str, target: SocketAddr, e: &io::Error) -> Failure {
         let msg = e.to_string();
         let short = msg
             .split(" (os error")
@@ -90,7 +103,7 @@ impl Failure {
         }
     }
 
-    fn new(reason: impl Into<String>, detail: impl Into<String>) -> Failure {
+    pub fn new(reason: impl Into<String>, detail: impl Into<String>) -> Failure {
         Failure {
             reason: reason.into(),
             detail: detail.into(),
@@ -99,7 +112,7 @@ impl Failure {
 }
 
 /// Decrements the open-stream gauge when the stream ends or its task is cancelled.
-struct OpenGuard<'a>(&'a Counters);
+pub struct OpenGuard<'a>(pub &'a Counters);
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
@@ -107,23 +120,33 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
+/// Runs `f` with this thread's statistics shard.
+pub fn with_shard<T>(f: impl FnOnce(&Mutex<Shard>) -> T) -> T {
+    LOCAL.with_borrow(|local| f(&local.shard))
+}
+
+/// A connected socket, plain or TLS.
+pub enum Socket {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
 /// Runs connection number `index` until the server ends it (and, with `--reconnect`, for
 /// ever, resuming on the next target) or the task is cancelled.
 pub async fn run(index: usize, shared: Arc<Shared>) {
+    if shared.h2.is_some() {
+        return crate::h2::run(index, shared).await;
+    }
     let counters = &shared.counters;
-    let source = match shared.sources.len() {
-        0 => None,
-        n => Some(shared.sources[index % n]),
-    };
+    let source = source_for(&shared, index);
     let mut last_id = None;
     let mut ended_at: Option<u64> = None;
     for attempt in 0.. {
         let target = &shared.targets[(index + attempt) % shared.targets.len()];
-        let opened = tokio::time::timeout(
-            shared.timeout,
-            open(target.addr, &target.request(last_id), source),
-        )
-        .await;
+        let request = target.request(last_id);
+        let opened =
+            tokio::time::timeout(shared.timeout, open(&shared, target.addr, &request, source))
+                .await;
         let (socket, framing, rest) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(f)) => {
@@ -137,13 +160,7 @@ pub async fn run(index: usize, shared: Arc<Shared>) {
                 }
             }
             Err(_) => {
-                counters.fail(
-                    "timeout".into(),
-                    format!(
-                        "no response from {} within {:?}",
-                        target.addr, shared.timeout
-                    ),
-                );
+                counters.fail("timeout".into(), timeout_detail(&shared));
                 match shared.reconnect {
                     Some(delay) if ended_at.is_some() => {
                         tokio::time::sleep(delay).await;
@@ -166,23 +183,34 @@ pub async fn run(index: usize, shared: Arc<Shared>) {
         // Body bytes that came with the head.
         let mut step = LOCAL.with_borrow_mut(|local| stream.process(&rest, &local.shard, counters));
         drop(rest);
-        while step == Step::More {
-            if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
-                step = Step::Closed;
-                break;
+        match socket {
+            Socket::Plain(socket) => {
+                while step == Step::More {
+                    if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
+                        step = Step::Closed;
+                        break;
+                    }
+                    step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
+                        Ok(0) => Step::Closed,
+                        Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
+                        Err(_) => Step::Closed,
+                    });
+                }
             }
-            step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
-                Ok(0) => Step::Closed,
-                Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
-                Err(_) => Step::Closed,
-            });
+            Socket::Tls(mut socket) => {
+                let mut buf = vec![0u8; TLS_READ_BUF];
+                while step == Step::More {
+                    step = match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => Step::Closed,
+                        Ok(n) => LOCAL
+                            .with_borrow(|local| stream.process(&buf[..n], &local.shard, counters)),
+                    };
+                }
+            }
         }
         drop(open_guard);
-        counters.disconnects.fetch_add(1, Relaxed);
-        if step == Step::Protocol {
-            counters.protocol_errors.fetch_add(1, Relaxed);
-        }
+        ended(counters, step);
         let Some(delay) = shared.reconnect else {
             return;
         };
@@ -192,13 +220,41 @@ pub async fn run(index: usize, shared: Arc<Shared>) {
     }
 }
 
-/// Connects, sends the request and reads the head; returns the socket, the body framing and
-/// any body bytes read with the head.
-async fn open(
+/// Counts a stream that ended, and how.
+pub fn ended(counters: &Counters, step: Step) {
+    counters.disconnects.fetch_add(1, Relaxed);
+    if step == Step::Protocol {
+        counters.protocol_errors.fetch_add(1, Relaxed);
+    }
+}
+
+/// The source address for connection `index`, round-robin; `None` lets the kernel choose.
+pub fn source_for(shared: &Shared, index: usize) -> Option<IpAddr> {
+    match shared.sources.len() {
+        0 => None,
+        n => Some(shared.sources[index % n]),
+    }
+}
+
+/// The failure detail of a connection that ran out of `--timeout`.
+pub fn timeout_detail(shared: &Shared) -> String {
+    format!(
+        "no response from {} within {:?}",
+        shared.target, shared.timeout
+    )
+}
+
+/// Connects to the target from `source`, with the TLS handshake for `https://`.
+pub async fn connect(shared: &Shared, source: Option<IpAddr>) -> Result<Socket, Failure> {
+    connect_to(shared, shared.target, source).await
+}
+
+/// Connects to `target` from `source`, with the TLS handshake for `https://`.
+async fn connect_to(
+    shared: &Shared,
     target: SocketAddr,
-    request: &[u8],
     source: Option<IpAddr>,
-) -> Result<(TcpStream, Framing, Vec<u8>), Failure> {
+) -> Result<Socket, Failure> {
     let socket = match target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -209,12 +265,49 @@ async fn open(
             .bind(SocketAddr::new(ip, 0))
             .map_err(|e| Failure::io("bind", target, &e))?;
     }
-    let mut socket = socket
+    let socket = socket
         .connect(target)
         .await
         .map_err(|e| Failure::io("connect", target, &e))?;
+    let _ = socket.set_nodelay(true);
+    let Some((config, name)) = &shared.tls else {
+        return Ok(Socket::Plain(socket));
+    };
+    let tls = TlsConnector::from(config.clone())
+        .connect(name.clone(), socket)
+        .await
+        .map_err(|e| Failure::io("tls handshake", target, &e))?;
+    Ok(Socket::Tls(Box::new(tls)))
+}
+
+/// Connects, sends the request and reads the head; returns the socket, the body framing and
+/// any body bytes read with the head.
+async fn open(
+    shared: &Shared,
+    target: SocketAddr,
+    request_bytes: &[u8],
+    source: Option<IpAddr>,
+) -> Result<(Socket, Framing, Vec<u8>), Failure> {
+    let mut socket = connect_to(shared, target, source).await?;
+    let (framing, rest) = match &mut socket {
+        Socket::Plain(plain) => request(plain, request_bytes, target).await?,
+        Socket::Tls(tls) => request(tls.as_mut(), request_bytes, target).await?,
+    };
+    Ok((socket, framing, rest))
+}
+
+/// Sends the request on `socket` and reads the response head.
+async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    request: &[u8],
+    target: SocketAddr,
+) -> Result<(Framing, Vec<u8>), Failure> {
     socket
         .write_all(request)
+        .await
+        .map_err(|e| Failure::io("write", target, &e))?;
+    socket
+        .flush()
         .await
         .map_err(|e| Failure::io("write", target, &e))?;
     let mut buf = Vec::with_capacity(4096);
@@ -253,7 +346,7 @@ async fn open(
                 ));
             }
             let rest = buf.split_off(len);
-            return Ok((socket, head.framing, rest));
+            return Ok((head.framing, rest));
         }
         if buf.len() > http::MAX_HEAD {
             return Err(Failure::new(
@@ -268,7 +361,7 @@ async fn open(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub enum Step {
     More,
     /// The body ended, or the connection closed or broke.
     Closed,
@@ -278,7 +371,7 @@ enum Step {
 
 /// Decoding state of one established stream.
 #[derive(Debug)]
-struct Stream {
+pub struct Stream {
     body: Body,
     sse: sse::Parser,
     last_id: Option<u64>,
@@ -288,7 +381,7 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(framing: Framing) -> Stream {
+    pub fn new(framing: Framing) -> Stream {
         Stream {
             body: Body::new(framing),
             sse: sse::Parser::default(),
@@ -298,7 +391,7 @@ impl Stream {
     }
 
     /// Handles one read's bytes and adds what it saw to the counters and the shard.
-    fn process(&mut self, bytes: &[u8], shard: &Mutex<Shard>, counters: &Counters) -> Step {
+    pub fn process(&mut self, bytes: &[u8], shard: &Mutex<Shard>, counters: &Counters) -> Step {
         if bytes.is_empty() {
             return Step::More;
         }

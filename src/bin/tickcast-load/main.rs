@@ -8,10 +8,12 @@
 //! be loopback unless `--allow-remote` is given, and every run ends by itself.
 
 mod conn;
+mod h2;
 mod http;
 mod sse;
 mod stats;
 mod target;
+mod tls;
 
 use std::io::{IsTerminal, Write};
 use std::pin::pin;
@@ -49,15 +51,16 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, Parser)]
 #[command(name = "tickcast-load", version)]
 struct Args {
-    /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes (http:// only). Repeat it to spread
-    /// the clients over several servers (client i goes to URL i mod N), such as the edges of
-    /// a cluster.
+    /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes or https://localhost:3443/quotes
+    /// (https needs --cacert or --insecure). Repeat it to spread the clients over several
+    /// servers, such as the edges of a cluster: client i starts on URL i mod N (HTTP/1.1
+    /// only, not with --h2).
     #[arg(long, required = true)]
     url: Vec<String>,
 
     /// When a stream ends, open it again after --retry-ms on the next URL with
     /// `Last-Event-ID: <last id received>`, as a browser's EventSource does; ids are checked
-    /// for gaps and order across the reconnection.
+    /// for gaps and order across the reconnection (HTTP/1.1 only, not with --h2).
     #[arg(long)]
     reconnect: bool,
 
@@ -65,6 +68,25 @@ struct Args {
     /// browser obeys.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     retry_ms: u64,
+
+    /// Multiplex the streams over HTTP/2 connections (ALPN h2 for https://, prior knowledge
+    /// h2c for http://), --streams-per-conn to each.
+    #[arg(long)]
+    h2: bool,
+
+    /// Streams per HTTP/2 connection with --h2 (1 to 1000; tickcast allows 100).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    streams_per_conn: usize,
+
+    /// For https://: trust the certificates (or CA) in this PEM file, such as the server's
+    /// own --tls-cert.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    cacert: Option<std::path::PathBuf>,
+
+    /// For https://: accept any certificate (a --tls-self-signed server). The connection is
+    /// encrypted but the server is not authenticated.
+    #[arg(long)]
+    insecure: bool,
 
     /// Streams to open (at most 50000).
     #[arg(long, default_value_t = 100)]
@@ -107,7 +129,8 @@ struct Args {
 /// A validated run.
 #[derive(Debug)]
 struct Plan {
-    urls: Vec<Url>,
+    /// Every --url, space-separated, for the report.
+    all_urls: String,
     shared: Arc<Shared>,
     clients: u64,
     ramp: Duration,
@@ -133,7 +156,12 @@ fn main() -> ExitCode {
         Ok(plan) => plan,
         Err(msg) => return usage_error(&msg),
     };
-    let fd_limit = match raise_fd_limit(plan.clients) {
+    let sockets = plan
+        .shared
+        .h2
+        .as_ref()
+        .map_or(plan.clients, |pool| pool.connections() as u64);
+    let fd_limit = match raise_fd_limit(sockets) {
         Ok(limit) => limit,
         Err(msg) => return usage_error(&msg),
     };
@@ -229,28 +257,70 @@ fn plan(args: Args) -> Result<Plan, String> {
             args.retry_ms
         ));
     }
-    let mut urls = Vec::new();
+    if args.h2 && (args.url.len() > 1 || args.reconnect) {
+        return Err("several --url and --reconnect need HTTP/1.1 (without --h2)".to_string());
+    }
+    let url = Url::parse(&args.url[0])?;
+    let addr = url.resolve(args.allow_remote)?;
     let mut targets = Vec::new();
     for text in &args.url {
-        let url = Url::parse(text)?;
-        let addr = url.resolve(args.allow_remote)?;
+        let other = Url::parse(text)?;
+        if other.tls != url.tls {
+            return Err("every --url must be http:// or every one https://".to_string());
+        }
         targets.push(conn::Target {
-            addr,
-            request: url.request(),
+            addr: other.resolve(args.allow_remote)?,
+            request: other.request(),
         });
-        urls.push(url);
     }
-    let sources = target::source_ips(targets[0].addr, args.clients, args.source_ips)?;
+    let all_urls = args.url.join(" ");
+    if !(1..=1000).contains(&args.streams_per_conn) {
+        return Err(format!(
+            "--streams-per-conn must be 1 to 1000, got {}",
+            args.streams_per_conn
+        ));
+    }
+    let tls = if url.tls {
+        let trust = match (&args.cacert, args.insecure) {
+            (Some(path), _) => tls::Trust::File(path),
+            (None, true) => tls::Trust::Anything,
+            (None, false) => {
+                return Err(format!(
+                "--url {}: https needs --cacert PEM (the server's certificate or CA) or --insecure",
+                args.url[0]
+            ))
+            }
+        };
+        let alpn: &[u8] = if args.h2 { b"h2" } else { b"http/1.1" };
+        let config = tls::client_config(trust, alpn)?;
+        Some((config, tls::server_name(&url.host)?))
+    } else {
+        if args.cacert.is_some() || args.insecure {
+            return Err("--cacert and --insecure are for https:// URLs".to_string());
+        }
+        None
+    };
+    let h2 = match args.h2 {
+        true => Some(h2::Pool::new(
+            args.clients,
+            args.streams_per_conn,
+            url.uri()?,
+        )),
+        false => None,
+    };
+    let sources = target::source_ips(addr, args.clients, args.source_ips)?;
     let shared = Arc::new(Shared {
-        target: targets[0].addr,
+        target: addr,
+        sources,
         targets,
         reconnect: args.reconnect.then(|| Duration::from_millis(args.retry_ms)),
-        sources,
         timeout: Duration::from_secs_f64(args.timeout),
         counters: Counters::default(),
+        tls,
+        h2,
     });
     Ok(Plan {
-        urls,
+        all_urls,
         shared,
         clients: args.clients,
         ramp: Duration::from_secs_f64(args.ramp),
@@ -354,6 +424,10 @@ async fn run(plan: Plan) -> (Report, bool) {
     phase.store(CLOSING, Relaxed);
     tasks.abort_all();
     let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    // Only now: a stream still running would count its connection's end as a disconnect.
+    if let Some(pool) = &shared.h2 {
+        pool.close();
+    }
     if let Some(p) = progress {
         p.abort();
         let _ = p.await;
@@ -368,13 +442,17 @@ async fn run(plan: Plan) -> (Report, bool) {
     }
 
     let merged = stats::merged();
+    let (protocol, connections) = match &shared.h2 {
+        Some(pool) => (
+            format!("HTTP/2, {} streams per connection", pool.streams_per_conn()),
+            pool.opened() as u64,
+        ),
+        None => ("HTTP/1.1".to_string(), counters.connected.load(Relaxed)),
+    };
     let report = Report {
-        url: plan
-            .urls
-            .iter()
-            .map(|u| format!("http://{}{}", u.authority, u.path))
-            .collect::<Vec<_>>()
-            .join(" "),
+        protocol,
+        connections,
+        url: plan.all_urls.clone(),
         clients: plan.clients,
         source_ips: shared.sources.len().max(1) as u32,
         connected: counters.connected.load(Relaxed),
@@ -497,18 +575,19 @@ mod tests {
         assert!(parse(&["--url", url, "--duration", "3601"]).is_err());
         assert!(parse(&["--url", url, "--duration", "0"]).is_err());
         assert!(parse(&["--url", url, "--ramp", "-1"]).is_err());
-        assert!(parse(&["--url", url, "--timeout", "0"]).is_err());
         let two = parse(&[
             "--url",
             url,
             "--url",
             "http://127.0.0.2:3001/quotes",
             "--reconnect",
-        ])
-        .unwrap();
+        ]);
+        let two = two.unwrap();
         assert_eq!(two.shared.targets.len(), 2);
         assert_eq!(two.shared.reconnect, Some(Duration::from_secs(1)));
         assert!(parse(&["--url", url, "--retry-ms", "60001"]).is_err());
+        assert!(parse(&["--url", url, "--reconnect", "--h2"]).is_err());
+        assert!(parse(&["--url", url, "--timeout", "0"]).is_err());
         assert!(parse(&["--url", "http://10.0.0.1:80/quotes"])
             .unwrap_err()
             .contains("refusing non-loopback"));

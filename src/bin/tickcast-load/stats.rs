@@ -236,6 +236,10 @@ pub struct Latency {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub url: String,
+    /// `HTTP/1.1`, or `HTTP/2 (N streams per connection)`.
+    pub protocol: String,
+    /// TCP (and TLS) connections opened: one per stream over HTTP/1.1.
+    pub connections: u64,
     pub clients: u64,
     pub source_ips: u32,
     pub connected: u64,
@@ -319,6 +323,8 @@ impl Report {
             .collect();
         json!({
             "url": self.url,
+            "protocol": self.protocol,
+            "connections": self.connections,
             "clients": self.clients,
             "connected": self.connected,
             "failed": self.failed,
@@ -354,6 +360,10 @@ impl Report {
             let _ = writeln!(t, "  {k:<20} {v}");
         };
         row("target", self.url.clone());
+        row(
+            "protocol",
+            format!("{} ({} connections)", self.protocol, self.connections),
+        );
         row(
             "clients",
             format!("{} (source addresses: {})", self.clients, self.source_ips),
@@ -429,7 +439,7 @@ pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -443,6 +453,8 @@ mod tests {
 
     fn sample() -> Report {
         Report {
+            protocol: "HTTP/1.1".into(),
+            connections: 1,
             url: "http://127.0.0.1:3000/quotes".into(),
             clients: 10,
             source_ips: 1,

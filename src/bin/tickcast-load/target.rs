@@ -4,9 +4,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
-/// A parsed `http://host[:port]/path?query` URL.
+/// A parsed `http(s)://host[:port]/path?query` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `https://`: connect with TLS.
+    pub tls: bool,
     /// Host as written, without brackets for IPv6.
     pub host: String,
     pub port: u16,
@@ -19,15 +21,13 @@ pub struct Url {
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
         let Some((scheme, rest)) = s.split_once("://") else {
-            return Err(format!("--url {s:?} is not an http:// URL"));
+            return Err(format!("--url {s:?} is not an http:// or https:// URL"));
         };
-        if scheme.eq_ignore_ascii_case("https") {
+        let tls = scheme.eq_ignore_ascii_case("https");
+        if !tls && !scheme.eq_ignore_ascii_case("http") {
             return Err(format!(
-                "--url {s:?}: https is not supported; point it at the plain http:// (or h2c) port"
+                "--url {s:?}: only http:// and https:// URLs are supported"
             ));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(format!("--url {s:?}: only http:// URLs are supported"));
         }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
@@ -61,6 +61,7 @@ impl Url {
             }
         };
         let port = match port {
+            None | Some("") if tls => 443,
             None | Some("") => 80,
             Some(p) => p
                 .parse::<u16>()
@@ -72,6 +73,7 @@ impl Url {
             return Err(format!("--url {s:?} has no host"));
         }
         Ok(Url {
+            tls,
             host: host.to_string(),
             port,
             authority: authority.to_string(),
@@ -118,6 +120,22 @@ impl Url {
             .or(addrs.first())
             .copied()
             .ok_or_else(|| format!("{:?} resolves to no address", self.host))
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL as an HTTP/2 request target.
+    pub fn uri(&self) -> Result<http::Uri, String> {
+        format!("{}://{}{}", self.scheme(), self.authority, self.path)
+            .parse()
+            .map_err(|e| format!("--url: {e}"))
     }
 
     /// The request every connection sends.
@@ -183,9 +201,11 @@ mod tests {
         );
         let u = Url::parse("HTTP://localhost?x=1").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/?x=1"));
-        assert!(Url::parse("https://127.0.0.1/quotes")
-            .unwrap_err()
-            .contains("https is not supported"));
+        let u = Url::parse("https://localhost/quotes").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, 443);
+        assert_eq!(u.uri().unwrap().to_string(), "https://localhost/quotes");
+        assert!(!Url::parse("http://localhost/").unwrap().tls);
         assert!(Url::parse("127.0.0.1:3000/quotes").is_err());
         assert!(Url::parse("ftp://127.0.0.1/").is_err());
         assert!(Url::parse("http://127.0.0.1:99999/").is_err());
