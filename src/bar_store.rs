@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::RwLock;
 
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::market::bars::{Bar, Interval, MinuteBar};
@@ -128,6 +129,22 @@ impl BarStore {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A trade of symbol `index`, as a node that follows a feed published elsewhere reads it
+    /// from the event's JSON.
+    pub fn record_trade(&self, index: usize, at: MarketMs, price: Decimal, size: u64) {
+        if let Some(s) = self.write().get_mut(index) {
+            s.open.add(at, price, size);
+        }
+    }
+
+    /// A closed minute bar of symbol `index`, read from a `bar` event's JSON.
+    pub fn record_bar(&self, index: usize, bar: Bar) {
+        if let Some(s) = self.write().get_mut(index) {
+            s.open.finish();
+            s.finish_minute(bar);
         }
     }
 

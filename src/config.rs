@@ -147,6 +147,34 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_THREADS")]
     pub threads: Option<usize>,
 
+    /// What this process does: `all` runs the market and serves clients, with no external
+    /// service; `simulator` runs the market and appends each batch to a Redis stream
+    /// (serving /healthz and /metrics only); `edge` follows that stream and serves clients
+    /// (docs/CLUSTER.md).
+    #[arg(long, env = "TICKCAST_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// Redis of a cluster, as `redis://[user:password@]host[:port][/db]` (simulator and
+    /// edge roles).
+    #[arg(long, env = "TICKCAST_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// Name of the feed in Redis: one simulator and its edges share it; several feeds can
+    /// share one Redis.
+    #[arg(long, env = "TICKCAST_FEED", default_value = "tickcast")]
+    pub feed: String,
+
+    /// Events the Redis stream keeps (trimmed by seq, approximately): an edge that falls
+    /// further behind than this rebuilds from the latest state. At least --history of the
+    /// edges, so that a restarted edge fills its replay window.
+    #[arg(long, env = "TICKCAST_STREAM_RETENTION", default_value_t = 100_000)]
+    pub stream_retention: u64,
+
+    /// Batches a simulator holds while Redis is unavailable; when they are all taken, the
+    /// market waits (events due meanwhile are published together afterwards, none lost).
+    #[arg(long, env = "TICKCAST_UPSTREAM_BUFFER", default_value_t = 4096)]
+    pub upstream_buffer: usize,
+
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key). ALPN offers `h2` and
     /// `http/1.1`, so browsers get HTTP/2 and many streams over one connection.
     #[arg(long, env = "TICKCAST_TLS_CERT", value_name = "PEM")]
@@ -207,6 +235,28 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
         return Err("must be between 1s and 366d".into());
     }
     Ok(ttl)
+}
+
+/// What one tickcast process does (see `--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The market and every client route in one process; no external service.
+    All,
+    /// The market, appending to Redis; only /healthz and /metrics.
+    Simulator,
+    /// Follows the simulator's stream in Redis and serves every client route.
+    Edge,
+}
+
+impl Role {
+    /// The role's name, as `--role` takes it and /healthz shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Simulator => "simulator",
+            Role::Edge => "edge",
+        }
+    }
 }
 
 /// Most trading days of generated daily bars: ten years.
@@ -284,6 +334,18 @@ pub enum ConfigError {
     WebDir(PathBuf),
     #[error(transparent)]
     Start(#[from] ClockError),
+    #[error("--role {0} needs --redis URL")]
+    RedisMissing(&'static str),
+    #[error("--redis is only for --role simulator or edge")]
+    RedisUnused,
+    #[error("--redis is not a Redis URL (redis://host:port): {0}")]
+    RedisUrl(String),
+    #[error("--feed must be 1 to 64 letters, digits, '-', '_' or '.', got {0:?}")]
+    FeedName(String),
+    #[error("--stream-retention must be between 1000 and 100000000, got {0}")]
+    StreamRetention(u64),
+    #[error("--upstream-buffer must be between 1 and 1000000, got {0}")]
+    UpstreamBuffer(usize),
 }
 
 impl Config {
@@ -358,11 +420,35 @@ impl Config {
                 return Err(ConfigError::Threads(t));
             }
         }
+        self.validate_cluster()?;
         self.market_start(0)?;
         if let Some(dir) = &self.web_dir {
             if !dir.is_dir() {
                 return Err(ConfigError::WebDir(dir.clone()));
             }
+        }
+        Ok(())
+    }
+
+    /// The cluster flags: a Redis URL exactly for the roles that use one.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        match (self.role, &self.redis) {
+            (Role::All, Some(_)) => return Err(ConfigError::RedisUnused),
+            (Role::All, None) => {}
+            (role, None) => return Err(ConfigError::RedisMissing(role.as_str())),
+            (_, Some(url)) => {
+                crate::cluster::stream::check_url(url).map_err(ConfigError::RedisUrl)?;
+            }
+        }
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.feed.is_empty() || self.feed.len() > 64 || !self.feed.chars().all(name_ok) {
+            return Err(ConfigError::FeedName(self.feed.chars().take(64).collect()));
+        }
+        if !(1000..=100_000_000).contains(&self.stream_retention) {
+            return Err(ConfigError::StreamRetention(self.stream_retention));
+        }
+        if !(1..=1_000_000).contains(&self.upstream_buffer) {
+            return Err(ConfigError::UpstreamBuffer(self.upstream_buffer));
         }
         Ok(())
     }
@@ -507,5 +593,37 @@ mod tests {
         assert!(Config::try_parse_from(["tickcast", "--addr", "nope"]).is_err());
         assert!(parse(&["--addr", "localhost:3000"]).addr.ip().is_loopback());
         assert_eq!(parse(&["--addr", "[::1]:80"]).addr.to_string(), "[::1]:80");
+    }
+
+    #[test]
+    fn cluster_roles_need_a_good_redis_url() {
+        assert_eq!(
+            parse(&["--role", "edge"]).validate(),
+            Err(ConfigError::RedisMissing("edge"))
+        );
+        assert_eq!(
+            parse(&["--redis", "redis://127.0.0.1:6379"]).validate(),
+            Err(ConfigError::RedisUnused)
+        );
+        assert!(matches!(
+            parse(&["--role", "simulator", "--redis", "http://x"]).validate(),
+            Err(ConfigError::RedisUrl(_))
+        ));
+        assert!(matches!(
+            parse(&[
+                "--role",
+                "edge",
+                "--redis",
+                "redis://127.0.0.1:6379",
+                "--feed",
+                "a b"
+            ])
+            .validate(),
+            Err(ConfigError::FeedName(_))
+        ));
+        assert_eq!(
+            parse(&["--role", "edge", "--redis", "redis://127.0.0.1:6379/2"]).validate(),
+            Ok(())
+        );
     }
 }

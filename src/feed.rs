@@ -44,6 +44,17 @@ pub struct Latest {
     pub json: Bytes,
 }
 
+/// One latest event of a feed published elsewhere, as [`Feed::replace`] takes it.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub symbol: u16,
+    pub kind: Kind,
+    pub seq: u64,
+    /// The whole frame, and the event's JSON inside it.
+    pub frame: Bytes,
+    pub json: Bytes,
+}
+
 /// Which symbols a client receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Symbols {
@@ -261,6 +272,36 @@ fn slot(symbol: u16, kind: Kind, symbols: usize) -> usize {
 }
 
 impl History {
+    /// Appends `batch` (contiguous with `newest`) and keeps the latest events; events at or
+    /// below `counted_through` were counted before (a rebuild replaying them) and are not
+    /// counted again.
+    fn append(&mut self, batch: Arc<Batch>, symbols: usize, limit: usize, counted_through: u64) {
+        for (i, f) in batch.frames.iter().enumerate() {
+            let Some(latest) = self.latest.get_mut(slot(f.symbol, f.kind, symbols)) else {
+                continue;
+            };
+            let seq = batch.first_seq + i as u64;
+            latest.seq = seq;
+            if seq > counted_through {
+                latest.nth += 1;
+            }
+            latest.frame = batch.frame(i);
+            latest.json = batch.json(i);
+        }
+        self.held += batch.len();
+        self.newest = batch.last_seq();
+        self.batches.push_back(batch);
+        // Drop whole batches that lie entirely outside the window.
+        while let Some(front) = self.batches.front() {
+            if self.held - front.len() >= limit {
+                self.held -= front.len();
+                self.batches.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
     /// The batches holding updates after `seq`, each with how many of its frames come at or
     /// before `seq` (to skip).
     fn after(&self, seq: u64) -> impl Iterator<Item = (&Batch, usize)> {
@@ -289,6 +330,8 @@ struct Shared {
     /// Share of time the runtime's workers were busy lately, in millionths: the measure of
     /// load that [`Feed::write_gap`] paces by.
     busy_ppm: AtomicU64,
+    /// See [`Feed::resume_wait`], milliseconds.
+    resume_wait_ms: AtomicU64,
 }
 
 /// Cheap handle to the shared feed state.
@@ -329,6 +372,7 @@ impl Feed {
                 metrics: Metrics::default(),
                 started: tokio::time::Instant::now(),
                 busy_ppm: AtomicU64::new(0),
+                resume_wait_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -414,26 +458,7 @@ impl Feed {
                 h.newest = batch.first_seq - 1;
             }
             debug_assert_eq!(batch.first_seq, h.newest + 1, "batches are contiguous");
-            let symbols = self.shared.specs.len();
-            for (i, f) in batch.frames.iter().enumerate() {
-                let latest = &mut h.latest[slot(f.symbol, f.kind, symbols)];
-                latest.seq = batch.first_seq + i as u64;
-                latest.nth += 1;
-                latest.frame = batch.frame(i);
-                latest.json = batch.json(i);
-            }
-            h.held += count;
-            h.batches.push_back(batch);
-            // Drop whole batches that lie entirely outside the window.
-            while let Some(front) = h.batches.front() {
-                if h.held - front.len() >= self.shared.history_limit {
-                    h.held -= front.len();
-                    h.batches.pop_front();
-                } else {
-                    break;
-                }
-            }
-            h.newest = last_seq;
+            h.append(batch, self.shared.specs.len(), self.shared.history_limit, 0);
         }
         let metrics = &self.shared.metrics;
         metrics
@@ -441,6 +466,86 @@ impl Feed {
             .fetch_add(count as u64, Ordering::Relaxed);
         metrics.batches_published.fetch_add(1, Ordering::Relaxed);
         self.shared.newest.send_replace(last_seq);
+    }
+
+    /// Replaces the history and the latest events at once, as a node that follows a feed
+    /// published elsewhere does when it (re)builds its state: `latest` is the publisher's
+    /// latest event per symbol and kind as of some seq, `batches` (contiguous, ascending) run
+    /// from at or before that seq to `newest` or beyond. Clients whose cursor the new history
+    /// still covers go on without a break; the others fall out of the window and take the
+    /// conflation path, counted as usual. `first_seq` is the seq of the run's first event
+    /// (what `Last-Event-ID: 0` replays from).
+    pub fn replace(&self, first_seq: u64, newest: u64, latest: Vec<Restored>, batches: Vec<Batch>) {
+        let symbols = self.shared.specs.len();
+        let limit = self.shared.history_limit;
+        let mut h = self
+            .shared
+            .history
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // Counts of events per symbol and kind carry over, so conflation keeps counting
+        // exactly what it skipped across the rebuild.
+        let counted_through = h.newest;
+        let mut fresh = History {
+            latest: h
+                .latest
+                .iter()
+                .map(|l| Latest {
+                    nth: l.nth,
+                    ..Latest::default()
+                })
+                .collect(),
+            first_seq,
+            newest,
+            ..History::default()
+        };
+        for r in latest {
+            let valid = match r.kind {
+                Kind::Session => r.symbol == MARKET_WIDE,
+                _ => (r.symbol as usize) < symbols,
+            };
+            if !valid {
+                continue;
+            }
+            let l = &mut fresh.latest[slot(r.symbol, r.kind, symbols)];
+            if r.seq > counted_through {
+                l.nth += 1;
+            }
+            l.seq = r.seq;
+            l.frame = r.frame;
+            l.json = r.json;
+        }
+        // Only a contiguous run of batches can be replayed: keep the one that ends last.
+        let mut run_start = 0;
+        for i in 1..batches.len() {
+            if batches[i].first_seq != batches[i - 1].last_seq() + 1 {
+                run_start = i;
+            }
+        }
+        for batch in batches.into_iter().skip(run_start) {
+            fresh.newest = batch.first_seq - 1;
+            fresh.append(Arc::new(batch), symbols, limit, counted_through);
+        }
+        fresh.newest = fresh.newest.max(newest);
+        let newest = fresh.newest;
+        *h = fresh;
+        drop(h);
+        self.shared.newest.send_replace(newest);
+    }
+
+    /// How long a client resuming with an id beyond the newest event waits for it to arrive
+    /// before it gets a snapshot: zero for a feed published here (such an id is not ours),
+    /// about a second on a node that follows a feed published elsewhere, which another node
+    /// may have delivered a moment earlier.
+    pub fn resume_wait(&self) -> Duration {
+        Duration::from_millis(self.shared.resume_wait_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`Feed::resume_wait`].
+    pub fn set_resume_wait(&self, wait: Duration) {
+        self.shared
+            .resume_wait_ms
+            .store(wait.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Current quotes of the subscribed symbols and the seq they are consistent with.
@@ -938,6 +1043,47 @@ mod tests {
         assert_eq!(feed.write_gap(flush), flush, "busy: the whole window");
         feed.set_busy(0.1);
         assert_eq!(feed.write_gap(flush), Duration::ZERO, "and back");
+    }
+
+    #[test]
+    fn a_replaced_history_continues_covered_cursors_and_conflates_the_others() {
+        let (feed, mut sim) = setup(100_000);
+        let mut batches = Vec::new();
+        for ms in (100..=3000).step_by(100) {
+            let mut out = Vec::new();
+            sim.advance_to(ms * 1_000_000, &mut out);
+            if !out.is_empty() {
+                batches.push(Batch::encode(&out));
+            }
+        }
+        let (_, _, mut old) = feed.snapshot(&Subscription::ALL);
+        for b in &batches[..5] {
+            feed.publish(b.clone());
+        }
+        let mut covered = feed
+            .resume_from(feed.newest_seq(), &Subscription::ALL)
+            .unwrap();
+        // As a node that follows the feed rebuilds: only the last batches are left.
+        let keep = batches.len() - 10;
+        let first_kept = batches[keep].first_seq;
+        let newest = batches.last().unwrap().last_seq();
+        feed.replace(1, newest, Vec::new(), batches[keep..].to_vec());
+        assert_eq!(feed.newest_seq(), newest);
+        assert_eq!(feed.first_seq(), 1);
+        assert!(feed
+            .resume_from(first_kept - 1, &Subscription::ALL)
+            .is_some());
+        assert!(feed
+            .resume_from(first_kept - 2, &Subscription::ALL)
+            .is_none());
+        // A cursor inside the new window goes on without a break...
+        covered.seq = first_kept - 1;
+        let got = feed.collect(&mut covered, &Subscription::ALL);
+        assert_eq!(ids(&got.chunk().unwrap())[0], first_kept);
+        // ...one before it is conflated to the latest events, and that is counted.
+        let got = feed.collect(&mut old, &Subscription::ALL);
+        assert!(got.conflated > 0);
+        assert_eq!(old.seq, newest);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`http`]: warp filters for every route, and the JSON error replies.
 //! - [`server`]: the accept loop (HTTP/1.1 and h2c) and graceful shutdown.
 //! - [`direct`]: HTTP/1.1 SSE streams written straight to the socket, bypassing hyper.
+//! - [`cluster`]: `--role simulator` and `--role edge`: one market, many edges, on a Redis
+//!   stream that carries the encoded batches.
 //! - [`tls`]: HTTPS (rustls) with ALPN `h2` and `http/1.1`.
 //! - [`guard`]: deadlines and buffer bounds for connections that hyper serves (HTTP/2).
 //! - [`limits`], [`write_deadline`]: connection caps at accept and a deadline on writes.
@@ -19,6 +21,7 @@
 
 pub mod auth;
 pub mod bar_store;
+pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod direct;

@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
 use crate::bar_store::BarStore;
 use crate::feed::Feed;
+use crate::market::clock::ClockAnchor;
 use crate::market::scenario::{Applied, Scenario, ScenarioError};
 use crate::market::{Event, Simulator};
 use crate::shutdown::Shutdown;
@@ -39,21 +40,42 @@ pub fn scenario_channel() -> (
     mpsc::channel(SCENARIO_QUEUE)
 }
 
-/// Where the market task publishes: the encoded feed, and the bars for charts.
+/// Where the market task publishes: the encoded feed, the bars for charts, and (in a
+/// cluster's simulator) the channel to the Redis stream.
 #[derive(Debug, Clone)]
 pub struct Outlets {
     pub feed: Feed,
     pub bars: Arc<BarStore>,
+    /// Each encoded batch also goes here, bounded: when it is full (Redis away for long),
+    /// the market waits, and what falls due meanwhile is published together afterwards.
+    pub upstream: Option<mpsc::Sender<Published>>,
+}
+
+/// One encoded batch on its way to a cluster's stream, with the market clock after it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub batch: Batch,
+    pub clock: ClockAnchor,
+    /// Wall-clock time of the publish, epoch ms: edges measure their lag from it.
+    pub at_ms: u64,
 }
 
 impl Outlets {
     /// Publishes `events`: bars first, so a client that sees a `bar` event can fetch it.
-    fn publish(&self, events: &[Event]) {
+    /// Returns the batch for the upstream channel, if there is one.
+    fn publish(&self, events: &[Event], clock: ClockAnchor) -> Option<Published> {
         if events.is_empty() {
-            return;
+            return None;
         }
         self.bars.record(events);
-        self.feed.publish(Batch::encode(events));
+        let batch = Batch::encode(events);
+        let upstream = self.upstream.as_ref().map(|_| Published {
+            batch: batch.clone(),
+            clock,
+            at_ms: epoch_ms(),
+        });
+        self.feed.publish(batch);
+        upstream
     }
 }
 
@@ -117,9 +139,17 @@ pub async fn run_market(
             }
             let _ = reply.send(result);
         }
-        out.publish(&events);
-        out.feed.set_clock(sim.anchor(feed_ns));
+        let clock = sim.anchor(feed_ns);
+        let upstream = out.publish(&events, clock);
+        out.feed.set_clock(clock);
         last_publish = now;
+        if let (Some(tx), Some(published)) = (&out.upstream, upstream) {
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => return,
+                sent = tx.send(published) => if sent.is_err() { return },
+            }
+        }
     }
 }
 
@@ -152,9 +182,11 @@ pub fn spawn_market(
 }
 
 /// Publishes every symbol's opening quote (seq 1..=N) as the first batch.
-pub fn publish_opening(out: &Outlets, sim: &Simulator) {
-    out.publish(&sim.opening_quotes());
+/// Returns the batch for the upstream channel, if there is one.
+pub fn publish_opening(out: &Outlets, sim: &Simulator) -> Option<Published> {
+    let published = out.publish(&sim.opening_quotes(), sim.anchor(0));
     out.feed.set_clock(sim.anchor(0));
+    published
 }
 
 /// How often the runtime's load is sampled for pacing.

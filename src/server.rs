@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::cluster;
+use crate::config::{Config, Role};
 use crate::direct::{self, FirstRequest, Prefixed};
 use crate::guard::{self, Limits, Routes};
 use crate::http::App;
@@ -50,6 +51,8 @@ pub enum ServeError {
     #[error("cannot open web directory: {0}")]
     WebDir(#[source] std::io::Error),
     #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
 }
 
@@ -67,6 +70,15 @@ pub async fn run(
     shutdown_signal: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     config.load_tls()?;
+    match config.role {
+        Role::All => {}
+        Role::Simulator => {
+            return Ok(cluster::simulator::run(listener, config, specs, shutdown_signal).await?)
+        }
+        Role::Edge => {
+            return Ok(cluster::edge::run(listener, config, specs, shutdown_signal).await?)
+        }
+    }
     let seed = config.seed.unwrap_or_else(rand::random);
     let market_start = config.market_start(publisher::epoch_ms() as i64)?;
     // Bar history first: feed time starts after it, so the market does not open with a burst
@@ -101,6 +113,7 @@ pub async fn run(
     let outlets = publisher::Outlets {
         feed: app.feed.clone(),
         bars: app.bars.clone(),
+        upstream: None,
     };
     publisher::publish_opening(&outlets, &sim);
     let market = publisher::spawn_market(

@@ -82,6 +82,84 @@ impl Batch {
         }
     }
 
+    /// A batch encoded elsewhere (by the simulator of a cluster), from its bytes and frame
+    /// index: checked, so that bytes from outside can never make a client read out of bounds,
+    /// and counted by kind as [`Batch::encode`] does. Nothing is re-encoded.
+    ///
+    /// # Errors
+    /// No frames, or frames that do not tile `bytes` in order with their JSON inside them.
+    pub fn from_parts(
+        first_seq: u64,
+        bytes: Bytes,
+        frames: Vec<FrameIndex>,
+    ) -> Result<Batch, BatchError> {
+        if frames.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        let mut kind_events = [0; Kind::ALL.len()];
+        let mut kind_bytes = [0; Kind::ALL.len()];
+        let mut at = 0u32;
+        for (i, f) in frames.iter().enumerate() {
+            let inside = f.start == at
+                && f.start <= f.json_start
+                && f.json_start <= f.json_end
+                && f.json_end <= f.end
+                && f.start < f.end;
+            if !inside {
+                return Err(BatchError::Frame(i));
+            }
+            kind_events[f.kind as usize] += 1;
+            kind_bytes[f.kind as usize] += u64::from(f.end - f.start);
+            at = f.end;
+        }
+        if at as usize != bytes.len() {
+            return Err(BatchError::Length);
+        }
+        Ok(Batch {
+            first_seq,
+            bytes,
+            frames,
+            kind_events,
+            kind_bytes,
+        })
+    }
+
+    /// The batches `batches` (contiguous seqs, in order; at least one) as one: the bytes are
+    /// copied once, the frame index shifted. A simulator catching up after Redis was away sends
+    /// its backlog in a few large entries rather than one round trip per batch.
+    pub fn merge(batches: &[Batch]) -> Option<Batch> {
+        let (first, rest) = batches.split_first()?;
+        if rest.is_empty() {
+            return Some(first.clone());
+        }
+        let mut bytes = BytesMut::with_capacity(batches.iter().map(|b| b.bytes.len()).sum());
+        let mut frames = Vec::with_capacity(batches.iter().map(Batch::len).sum());
+        let mut kind_events = [0; Kind::ALL.len()];
+        let mut kind_bytes = [0; Kind::ALL.len()];
+        for batch in batches {
+            let offset = bytes.len() as u32;
+            bytes.extend_from_slice(&batch.bytes);
+            frames.extend(batch.frames.iter().map(|f| FrameIndex {
+                start: f.start + offset,
+                end: f.end + offset,
+                json_start: f.json_start + offset,
+                json_end: f.json_end + offset,
+                ..*f
+            }));
+            for k in 0..Kind::ALL.len() {
+                kind_events[k] += batch.kind_events[k];
+                kind_bytes[k] += batch.kind_bytes[k];
+            }
+        }
+        Some(Batch {
+            first_seq: first.first_seq,
+            bytes: bytes.freeze(),
+            frames,
+            kind_events,
+            kind_bytes,
+        })
+    }
+
     /// Seq of the last event in the batch.
     pub fn last_seq(&self) -> u64 {
         self.first_seq + self.frames.len() as u64 - 1
@@ -113,6 +191,17 @@ impl Batch {
     pub fn frames_from(&self, from: usize) -> Bytes {
         self.bytes.slice(self.frames[from].start as usize..)
     }
+}
+
+/// Why bytes from outside are not a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("a batch has no frames")]
+    Empty,
+    #[error("frame {0} lies outside its batch or out of order")]
+    Frame(usize),
+    #[error("the frames do not cover the batch's bytes")]
+    Length,
 }
 
 /// Appends the `event:`, `id:` and `data:` lines of `event`; returns the JSON's byte range.
@@ -259,6 +348,37 @@ mod tests {
         assert_eq!(batch.frames[2].kind, Kind::Quote);
         assert_eq!(batch.kind_events, [3, 0, 0, 0, 0]);
         assert_eq!(batch.kind_bytes[0], batch.bytes.len() as u64);
+    }
+
+    #[test]
+    fn parts_from_outside_are_checked_and_merges_shift_the_index() {
+        let events: Vec<Event> = (5..8)
+            .map(|seq| Event::Quote(seq as u16, sample_quote(seq)))
+            .collect();
+        let one = Batch::encode(&events[..1]);
+        let two = Batch::encode(&events[1..]);
+        let merged = Batch::merge(&[one.clone(), two]).unwrap();
+        let whole = Batch::encode(&events);
+        assert_eq!(merged.bytes, whole.bytes);
+        assert_eq!(merged.frames, whole.frames);
+        assert_eq!(merged.kind_bytes, whole.kind_bytes);
+        let rebuilt = Batch::from_parts(5, whole.bytes.clone(), whole.frames.clone()).unwrap();
+        assert_eq!(rebuilt.kind_events, whole.kind_events);
+        assert_eq!(rebuilt.last_seq(), 7);
+        let mut bad = whole.frames.clone();
+        bad[1].end += 1;
+        assert_eq!(
+            Batch::from_parts(5, whole.bytes.clone(), bad).unwrap_err(),
+            BatchError::Frame(2)
+        );
+        assert_eq!(
+            Batch::from_parts(5, one.bytes.clone(), whole.frames.clone()).unwrap_err(),
+            BatchError::Length
+        );
+        assert_eq!(
+            Batch::from_parts(5, Bytes::new(), Vec::new()).unwrap_err(),
+            BatchError::Empty
+        );
     }
 
     #[test]

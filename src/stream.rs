@@ -91,6 +91,9 @@ pub struct QuoteStream {
     next_write: Instant,
     /// Frames to send before anything else (`retry:` and the snapshot).
     prelude: Option<Chunk>,
+    /// A resume id beyond the newest event, the deadline to wait for it, and the `retry:`
+    /// value: the stream starts in [`QuoteStream::next_chunk`] once the id has arrived.
+    ahead: Option<(u64, Instant, u64)>,
     newest: watch::Receiver<u64>,
     heartbeat: watch::Receiver<Bytes>,
     shutdown: Shutdown,
@@ -159,26 +162,21 @@ impl QuoteStream {
         let newest = feed.subscribe_newest();
         let mut heartbeat = feed.subscribe_heartbeat();
         heartbeat.mark_unchanged();
-        let resumed = match start {
-            Start::Resume(id) => feed.resume_from(id, &sub),
-            Start::Snapshot => None,
-        };
-        let (cursor, prelude) = match resumed {
-            Some(cursor) => {
-                metrics
-                    .replays_served
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                (cursor, Chunk::one(retry, 1))
+        // An id beyond our newest event, on a node that follows a feed published elsewhere:
+        // another node may have delivered it a moment before this one got it. The stream
+        // starts once it arrives (or with a snapshot after the wait); see `Feed::resume_wait`.
+        let wait = feed.resume_wait();
+        let ahead = match start {
+            Start::Resume(id) if id > feed.newest_seq() && !wait.is_zero() => {
+                Some((id, Instant::now() + wait))
             }
+            _ => None,
+        };
+        let (cursor, prelude) = match ahead {
+            Some(_) => (Cursor::default(), None),
             None => {
-                let (seq, quotes, cursor) = feed.snapshot(&sub);
-                let snapshot = sse::snapshot_frame(seq, quotes.iter().map(|q| &q.json[..]));
-                metrics.sent(EventKind::Snapshot, 1, snapshot.len() as u64);
-                let prelude = Chunk {
-                    parts: vec![retry, snapshot],
-                    events: 2,
-                };
-                (cursor, prelude)
+                let (cursor, prelude) = Self::start_at(&feed, &sub, start, retry);
+                (cursor, Some(prelude))
             }
         };
         tracing::debug!(
@@ -193,7 +191,8 @@ impl QuoteStream {
             cursor,
             flush: pacing.flush,
             next_write: Instant::now(),
-            prelude: Some(prelude),
+            prelude,
+            ahead: ahead.map(|(id, until)| (id, until, pacing.retry_ms)),
             newest,
             heartbeat,
             shutdown,
@@ -222,9 +221,68 @@ impl QuoteStream {
         Some(Chunk::one(Bytes::from_static(TOKEN_EXPIRED_FRAME), 0))
     }
 
+    /// The cursor and the first frames of a stream that starts as `start` says, now.
+    fn start_at(feed: &Feed, sub: &Subscription, start: Start, retry: Bytes) -> (Cursor, Chunk) {
+        let metrics = feed.metrics();
+        let resumed = match start {
+            Start::Resume(id) => feed.resume_from(id, sub),
+            Start::Snapshot => None,
+        };
+        match resumed {
+            Some(cursor) => {
+                metrics
+                    .replays_served
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (cursor, Chunk::one(retry, 1))
+            }
+            None => {
+                let (seq, quotes, cursor) = feed.snapshot(sub);
+                let snapshot = sse::snapshot_frame(seq, quotes.iter().map(|q| &q.json[..]));
+                metrics.sent(EventKind::Snapshot, 1, snapshot.len() as u64);
+                let prelude = Chunk {
+                    parts: vec![retry, snapshot],
+                    events: 2,
+                };
+                (cursor, prelude)
+            }
+        }
+    }
+
+    /// Waits (until the deadline) for the feed to reach `id`, then starts the stream there.
+    async fn start_when_caught_up(
+        &mut self,
+        id: u64,
+        until: Instant,
+        retry_ms: u64,
+    ) -> Option<Chunk> {
+        while *self.newest.borrow_and_update() < id {
+            tokio::select! {
+                biased;
+                () = self.shutdown.wait() => return None,
+                () = sleep_until(until) => break,
+                changed = self.newest.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+        let (cursor, prelude) = Self::start_at(
+            &self.feed,
+            &self.sub,
+            Start::Resume(id),
+            sse::retry_frame(retry_ms),
+        );
+        self.cursor = cursor;
+        Some(prelude)
+    }
+
     /// The next chunk to write, or `None` when the stream ends (shutdown, or after the final
     /// comment of an expired token).
     pub async fn next_chunk(&mut self) -> Option<Chunk> {
+        if let Some((id, until, retry_ms)) = self.ahead.take() {
+            return self.start_when_caught_up(id, until, retry_ms).await;
+        }
         if let Some(prelude) = self.prelude.take() {
             return Some(prelude);
         }

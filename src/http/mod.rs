@@ -49,6 +49,8 @@ pub struct App {
     pub auth: Option<Arc<Verifier>>,
     /// The `--cors-origin` allow-list.
     pub cors: Arc<Cors>,
+    /// The role and, in a cluster, the upstream's state (for /healthz and /metrics).
+    pub upstream: Arc<crate::cluster::Status>,
 }
 
 impl App {
@@ -72,6 +74,7 @@ impl App {
         let cors = Arc::new(config.cors().map_err(invalid)?);
         let symbols_json = Bytes::from(serde_json::to_vec(&specs).expect("symbol specs serialise"));
         Ok(App {
+            upstream: Arc::new(crate::cluster::Status::new(config.role)),
             bars: Arc::new(BarStore::new(specs.len())),
             scenarios,
             feed: Feed::new(specs, config.history),

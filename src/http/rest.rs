@@ -40,15 +40,24 @@ pub fn healthz(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
         .and(guard::metrics_token(app.clone()))
         .and(with_app(app))
         .map(|app: App| {
+            // Not ready (a cluster node whose upstream is down) is a 503, so that a load
+            // balancer's readiness check stops sending clients here; the body says why.
+            let (ready, upstream) = app.upstream.health();
             let body = json!({
-                "status": "ok",
+                "status": if ready { "ok" } else { "degraded" },
+                "role": app.upstream.role().as_str(),
+                "upstream": upstream,
                 "symbols": app.feed.specs().len(),
                 "clients": app.feed.clients(),
                 "seq": app.feed.newest_seq(),
                 "first_seq": app.feed.first_seq(),
                 "uptime_s": app.feed.uptime().as_secs(),
             });
-            json_bytes(Bytes::from(body.to_string()))
+            let mut response = json_bytes(Bytes::from(body.to_string()));
+            if !ready {
+                *response.status_mut() = warp::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            response
         })
 }
 
@@ -80,7 +89,7 @@ pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
         .and(with_app(app))
         .map(|app: App| {
             let feed = &app.feed;
-            let text = feed.metrics().render(Gauges {
+            let mut text = feed.metrics().render(Gauges {
                 clients: feed.clients(),
                 seq: feed.newest_seq(),
                 symbols: feed.specs().len(),
@@ -88,6 +97,7 @@ pub fn metrics(app: App) -> impl Filter<Extract = (Response,), Error = Rejection
                 history_len: feed.history_len(),
                 write_gap_us: feed.write_gap(app.config.flush()).as_micros() as u64,
             });
+            app.upstream.render_into(&mut text);
             let mut response = text.into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -430,6 +430,15 @@ impl PriceModel {
         (now / mean).sqrt()
     }
 
+    /// Sets symbol `index`'s efficient price outright: a run continued from a price it
+    /// reached before starts there.
+    pub fn set_price(&mut self, index: usize, price: f64) {
+        let s = &mut self.symbols[index];
+        if price.is_finite() && price > 0.0 {
+            s.log_price = price.ln().max(s.floor);
+        }
+    }
+
     /// Moves symbol `index`'s efficient price by `log_move` at once (news, a scenario).
     pub fn jump(&mut self, index: usize, log_move: f64) {
         let s = &mut self.symbols[index];

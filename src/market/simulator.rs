@@ -166,6 +166,17 @@ struct SymbolState {
     quote: Quote,
 }
 
+/// Where a symbol stood when an earlier run of the same feed stopped (from its last quote).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Continued {
+    pub price: Decimal,
+    pub open: Decimal,
+    pub high: Decimal,
+    pub low: Decimal,
+    pub prev_close: Decimal,
+    pub volume: u64,
+}
+
 /// The market simulator.
 #[derive(Debug)]
 pub struct Simulator {
@@ -322,6 +333,41 @@ impl Simulator {
             sim.schedule(index as u16, start_ns);
         }
         Ok(sim)
+    }
+
+    /// Continues symbol `index` from a quote an earlier run of the same feed published:
+    /// its price, the day's open, high, low, volume and previous close. Call before
+    /// [`Simulator::opening_quotes`], whose quotes then carry these values (on fresh seqs).
+    pub fn continue_from(&mut self, index: usize, last: &Continued) {
+        let session = self.session;
+        let start_ns = self.timeline.market0;
+        let tau = self.tau_secs(start_ns);
+        let Some(state) = self.states.get_mut(index) else {
+            return;
+        };
+        let price = decimal_to_f64(last.price);
+        if !(price.is_finite() && price > 0.0) {
+            return;
+        }
+        self.model.set_price(index, price);
+        state.book = Book::new(
+            price / state.tick,
+            spread_ticks(price, state.spread_bp, state.tick, 1.0),
+        );
+        state.book.refresh_sizes(state.depth_lots, &mut self.rng);
+        let q = &mut state.quote;
+        q.price = last.price;
+        q.open = last.open;
+        q.high = last.high;
+        q.low = last.low;
+        q.prev_close = last.prev_close;
+        q.volume = last.volume;
+        fill_quote(q, &state.book, &state.grid);
+        state.luld.reset(price, start_ns);
+        if session == SessionState::Open {
+            state.bands = Some(state.luld.band(tau, state.tick));
+            fill_bands(&mut state.quote, state.bands, &state.grid);
+        }
     }
 
     /// The first quote of every symbol, in symbol order (the first N seqs).

@@ -27,13 +27,39 @@ const READ_BUF: usize = 64 * 1024;
 /// decrypts into the caller's buffer across awaits, so the per-thread buffer cannot serve).
 const TLS_READ_BUF: usize = 16 * 1024;
 
+/// One URL: where to connect and the request to send (ending in the blank line).
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub request: Vec<u8>,
+}
+
+impl Target {
+    /// The request, resuming after `last_id` if there is one.
+    fn request(&self, last_id: Option<u64>) -> Vec<u8> {
+        match last_id {
+            None => self.request.clone(),
+            Some(id) => {
+                let mut r = self.request[..self.request.len() - 2].to_vec();
+                r.extend_from_slice(format!("Last-Event-ID: {id}\r\n\r\n").as_bytes());
+                r
+            }
+        }
+    }
+}
+
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
+    /// The first URL's address (the only one with --h2).
     pub target: SocketAddr,
     /// Local addresses to bind, round-robin; empty lets the kernel choose.
     pub sources: Vec<IpAddr>,
-    pub request: Vec<u8>,
+    /// Every URL: client `i` starts on target `i mod N` and moves to the next one when it
+    /// reconnects (HTTP/1.1).
+    pub targets: Vec<Target>,
+    /// Reconnect after this delay when a stream ends (`--reconnect`).
+    pub reconnect: Option<Duration>,
     /// Limit on connecting, sending the request and reading the response head.
     pub timeout: Duration,
     pub counters: Counters,
@@ -105,55 +131,93 @@ pub enum Socket {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Runs connection number `index` until the server ends it or the task is cancelled.
+/// Runs connection number `index` until the server ends it (and, with `--reconnect`, for
+/// ever, resuming on the next target) or the task is cancelled.
 pub async fn run(index: usize, shared: Arc<Shared>) {
     if shared.h2.is_some() {
         return crate::h2::run(index, shared).await;
     }
     let counters = &shared.counters;
     let source = source_for(&shared, index);
-    let (socket, framing, rest) =
-        match tokio::time::timeout(shared.timeout, open(&shared, source)).await {
+    let mut last_id = None;
+    let mut ended_at: Option<u64> = None;
+    for attempt in 0.. {
+        let target = &shared.targets[(index + attempt) % shared.targets.len()];
+        let request = target.request(last_id);
+        let opened =
+            tokio::time::timeout(shared.timeout, open(&shared, target.addr, &request, source))
+                .await;
+        let (socket, framing, rest) = match opened {
             Ok(Ok(opened)) => opened,
-            Ok(Err(f)) => return counters.fail(f.reason, f.detail),
-            Err(_) => return counters.fail("timeout".into(), timeout_detail(&shared)),
-        };
-    counters.connected.fetch_add(1, Relaxed);
-    counters.open.fetch_add(1, Relaxed);
-    let _open = OpenGuard(counters);
-    let mut stream = Stream::new(framing);
-
-    // Body bytes that came with the head.
-    let mut step = LOCAL.with_borrow_mut(|local| stream.process(&rest, &local.shard, counters));
-    drop(rest);
-    match socket {
-        Socket::Plain(socket) => {
-            while step == Step::More {
-                if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
-                    step = Step::Closed;
-                    break;
-                }
-                step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
-                    Ok(0) => Step::Closed,
-                    Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
-                    Err(_) => Step::Closed,
-                });
-            }
-        }
-        Socket::Tls(mut socket) => {
-            let mut buf = vec![0u8; TLS_READ_BUF];
-            while step == Step::More {
-                step = match socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => Step::Closed,
-                    Ok(n) => {
-                        LOCAL.with_borrow(|local| stream.process(&buf[..n], &local.shard, counters))
+            Ok(Err(f)) => {
+                counters.fail(f.reason, f.detail);
+                match shared.reconnect {
+                    Some(delay) if ended_at.is_some() => {
+                        tokio::time::sleep(delay).await;
+                        continue;
                     }
-                };
+                    _ => return,
+                }
+            }
+            Err(_) => {
+                counters.fail("timeout".into(), timeout_detail(&shared));
+                match shared.reconnect {
+                    Some(delay) if ended_at.is_some() => {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    _ => return,
+                }
+            }
+        };
+        counters.connected.fetch_add(1, Relaxed);
+        counters.open.fetch_add(1, Relaxed);
+        let open_guard = OpenGuard(counters);
+        let mut stream = Stream::new(framing);
+        stream.last_id = last_id;
+        stream.ended_at = ended_at.take();
+        if stream.ended_at.is_some() {
+            counters.reconnects.fetch_add(1, Relaxed);
+        }
+
+        // Body bytes that came with the head.
+        let mut step = LOCAL.with_borrow_mut(|local| stream.process(&rest, &local.shard, counters));
+        drop(rest);
+        match socket {
+            Socket::Plain(socket) => {
+                while step == Step::More {
+                    if poll_fn(|cx| socket.poll_read_ready(cx)).await.is_err() {
+                        step = Step::Closed;
+                        break;
+                    }
+                    step = LOCAL.with_borrow_mut(|local| match socket.try_read(&mut local.buf) {
+                        Ok(0) => Step::Closed,
+                        Ok(n) => stream.process(&local.buf[..n], &local.shard, counters),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::More,
+                        Err(_) => Step::Closed,
+                    });
+                }
+            }
+            Socket::Tls(mut socket) => {
+                let mut buf = vec![0u8; TLS_READ_BUF];
+                while step == Step::More {
+                    step = match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => Step::Closed,
+                        Ok(n) => LOCAL
+                            .with_borrow(|local| stream.process(&buf[..n], &local.shard, counters)),
+                    };
+                }
             }
         }
+        drop(open_guard);
+        ended(counters, step);
+        let Some(delay) = shared.reconnect else {
+            return;
+        };
+        last_id = stream.last_id;
+        ended_at = Some(stats::now_epoch_us());
+        tokio::time::sleep(delay).await;
     }
-    ended(counters, step);
 }
 
 /// Counts a stream that ended, and how.
@@ -182,7 +246,15 @@ pub fn timeout_detail(shared: &Shared) -> String {
 
 /// Connects to the target from `source`, with the TLS handshake for `https://`.
 pub async fn connect(shared: &Shared, source: Option<IpAddr>) -> Result<Socket, Failure> {
-    let target = shared.target;
+    connect_to(shared, shared.target, source).await
+}
+
+/// Connects to `target` from `source`, with the TLS handshake for `https://`.
+async fn connect_to(
+    shared: &Shared,
+    target: SocketAddr,
+    source: Option<IpAddr>,
+) -> Result<Socket, Failure> {
     let socket = match target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -212,13 +284,14 @@ pub async fn connect(shared: &Shared, source: Option<IpAddr>) -> Result<Socket, 
 /// any body bytes read with the head.
 async fn open(
     shared: &Shared,
+    target: SocketAddr,
+    request_bytes: &[u8],
     source: Option<IpAddr>,
 ) -> Result<(Socket, Framing, Vec<u8>), Failure> {
-    let target = shared.target;
-    let mut socket = connect(shared, source).await?;
+    let mut socket = connect_to(shared, target, source).await?;
     let (framing, rest) = match &mut socket {
-        Socket::Plain(plain) => request(plain, shared, target).await?,
-        Socket::Tls(tls) => request(tls.as_mut(), shared, target).await?,
+        Socket::Plain(plain) => request(plain, request_bytes, target).await?,
+        Socket::Tls(tls) => request(tls.as_mut(), request_bytes, target).await?,
     };
     Ok((socket, framing, rest))
 }
@@ -226,11 +299,11 @@ async fn open(
 /// Sends the request on `socket` and reads the response head.
 async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut S,
-    shared: &Shared,
+    request: &[u8],
     target: SocketAddr,
 ) -> Result<(Framing, Vec<u8>), Failure> {
     socket
-        .write_all(&shared.request)
+        .write_all(request)
         .await
         .map_err(|e| Failure::io("write", target, &e))?;
     socket
@@ -302,6 +375,9 @@ pub struct Stream {
     body: Body,
     sse: sse::Parser,
     last_id: Option<u64>,
+    /// When the previous stream of this client ended (epoch µs), until the first event of
+    /// this one: a reconnection being timed.
+    ended_at: Option<u64>,
 }
 
 impl Stream {
@@ -310,6 +386,7 @@ impl Stream {
             body: Body::new(framing),
             sse: sse::Parser::default(),
             last_id: None,
+            ended_at: None,
         }
     }
 
@@ -342,6 +419,7 @@ impl Stream {
     ) -> Result<(Tally, bool), (Tally, ProtocolError)> {
         let mut sink = EventSink {
             shard,
+            ended_at: &mut self.ended_at,
             last_id: &mut self.last_id,
             now_us,
             measuring,
@@ -366,6 +444,7 @@ impl Stream {
 /// Counts each event, checks id order, and records latency during the steady window.
 struct EventSink<'a> {
     shard: &'a mut Shard,
+    ended_at: &'a mut Option<u64>,
     last_id: &'a mut Option<u64>,
     now_us: u64,
     measuring: bool,
@@ -375,6 +454,12 @@ struct EventSink<'a> {
 impl Sink for EventSink<'_> {
     fn event(&mut self, event: Event<'_>) {
         self.tally.events += 1;
+        if let Some(ended) = self.ended_at.take() {
+            self.tally.reconnect_us = Some(self.now_us.saturating_sub(ended));
+            if event.name == b"snapshot" {
+                self.tally.reconnect_snapshots += 1;
+            }
+        }
         self.shard.count_name(event.name);
         if let Some(id) = event.id {
             match *self.last_id {

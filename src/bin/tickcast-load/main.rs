@@ -52,9 +52,22 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 #[command(name = "tickcast-load", version)]
 struct Args {
     /// SSE endpoint, e.g. http://127.0.0.1:3000/quotes or https://localhost:3443/quotes
-    /// (https needs --cacert or --insecure).
+    /// (https needs --cacert or --insecure). Repeat it to spread the clients over several
+    /// servers, such as the edges of a cluster: client i starts on URL i mod N (HTTP/1.1
+    /// only, not with --h2).
+    #[arg(long, required = true)]
+    url: Vec<String>,
+
+    /// When a stream ends, open it again after --retry-ms on the next URL with
+    /// `Last-Event-ID: <last id received>`, as a browser's EventSource does; ids are checked
+    /// for gaps and order across the reconnection (HTTP/1.1 only, not with --h2).
     #[arg(long)]
-    url: String,
+    reconnect: bool,
+
+    /// Milliseconds to wait before reconnecting (--reconnect), like the `retry:` field a
+    /// browser obeys.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    retry_ms: u64,
 
     /// Multiplex the streams over HTTP/2 connections (ALPN h2 for https://, prior knowledge
     /// h2c for http://), --streams-per-conn to each.
@@ -116,7 +129,8 @@ struct Args {
 /// A validated run.
 #[derive(Debug)]
 struct Plan {
-    url: Url,
+    /// Every --url, space-separated, for the report.
+    all_urls: String,
     shared: Arc<Shared>,
     clients: u64,
     ramp: Duration,
@@ -237,8 +251,29 @@ fn plan(args: Args) -> Result<Plan, String> {
             args.timeout
         ));
     }
-    let url = Url::parse(&args.url)?;
+    if args.retry_ms > 60_000 {
+        return Err(format!(
+            "--retry-ms must be at most 60000, got {}",
+            args.retry_ms
+        ));
+    }
+    if args.h2 && (args.url.len() > 1 || args.reconnect) {
+        return Err("several --url and --reconnect need HTTP/1.1 (without --h2)".to_string());
+    }
+    let url = Url::parse(&args.url[0])?;
     let addr = url.resolve(args.allow_remote)?;
+    let mut targets = Vec::new();
+    for text in &args.url {
+        let other = Url::parse(text)?;
+        if other.tls != url.tls {
+            return Err("every --url must be http:// or every one https://".to_string());
+        }
+        targets.push(conn::Target {
+            addr: other.resolve(args.allow_remote)?,
+            request: other.request(),
+        });
+    }
+    let all_urls = args.url.join(" ");
     if !(1..=1000).contains(&args.streams_per_conn) {
         return Err(format!(
             "--streams-per-conn must be 1 to 1000, got {}",
@@ -252,7 +287,7 @@ fn plan(args: Args) -> Result<Plan, String> {
             (None, false) => {
                 return Err(format!(
                 "--url {}: https needs --cacert PEM (the server's certificate or CA) or --insecure",
-                args.url
+                args.url[0]
             ))
             }
         };
@@ -277,14 +312,15 @@ fn plan(args: Args) -> Result<Plan, String> {
     let shared = Arc::new(Shared {
         target: addr,
         sources,
-        request: url.request(),
+        targets,
+        reconnect: args.reconnect.then(|| Duration::from_millis(args.retry_ms)),
         timeout: Duration::from_secs_f64(args.timeout),
         counters: Counters::default(),
         tls,
         h2,
     });
     Ok(Plan {
-        url,
+        all_urls,
         shared,
         clients: args.clients,
         ramp: Duration::from_secs_f64(args.ramp),
@@ -416,12 +452,7 @@ async fn run(plan: Plan) -> (Report, bool) {
     let report = Report {
         protocol,
         connections,
-        url: format!(
-            "{}://{}{}",
-            plan.url.scheme(),
-            plan.url.authority,
-            plan.url.path
-        ),
+        url: plan.all_urls.clone(),
         clients: plan.clients,
         source_ips: shared.sources.len().max(1) as u32,
         connected: counters.connected.load(Relaxed),
@@ -438,6 +469,9 @@ async fn run(plan: Plan) -> (Report, bool) {
         latency: Report::latency_from(&merged),
         event_counts: merged.names,
         order_errors: counters.order_errors.load(Relaxed),
+        reconnects: counters.reconnects.load(Relaxed),
+        reconnect_snapshots: counters.reconnect_snapshots.load(Relaxed),
+        reconnect_max_ms: counters.reconnect_max_us.load(Relaxed) as f64 / 1000.0,
         id_jumps: counters.id_jumps.load(Relaxed),
         run_time_s: t0.elapsed().as_secs_f64(),
         ended_early,
@@ -541,6 +575,18 @@ mod tests {
         assert!(parse(&["--url", url, "--duration", "3601"]).is_err());
         assert!(parse(&["--url", url, "--duration", "0"]).is_err());
         assert!(parse(&["--url", url, "--ramp", "-1"]).is_err());
+        let two = parse(&[
+            "--url",
+            url,
+            "--url",
+            "http://127.0.0.2:3001/quotes",
+            "--reconnect",
+        ]);
+        let two = two.unwrap();
+        assert_eq!(two.shared.targets.len(), 2);
+        assert_eq!(two.shared.reconnect, Some(Duration::from_secs(1)));
+        assert!(parse(&["--url", url, "--retry-ms", "60001"]).is_err());
+        assert!(parse(&["--url", url, "--reconnect", "--h2"]).is_err());
         assert!(parse(&["--url", url, "--timeout", "0"]).is_err());
         assert!(parse(&["--url", "http://10.0.0.1:80/quotes"])
             .unwrap_err()

@@ -162,6 +162,12 @@ pub struct Counters {
     pub order_errors: AtomicU64,
     /// Sum over id'd events of `id - previous id - 1` when positive.
     pub id_jumps: AtomicU64,
+    /// Streams opened again after they ended (`--reconnect`).
+    pub reconnects: AtomicU64,
+    /// Reconnected streams that began with a snapshot instead of a replay.
+    pub reconnect_snapshots: AtomicU64,
+    /// Longest time from a stream's end to the first event after its reconnection, µs.
+    pub reconnect_max_us: AtomicU64,
     /// Failure counts by reason.
     pub failures: Mutex<BTreeMap<String, u64>>,
     /// Message of the first failure, shown once.
@@ -183,6 +189,9 @@ pub struct Tally {
     pub events: u64,
     pub order_errors: u64,
     pub id_jumps: u64,
+    /// A reconnected stream's first event came this long after the previous stream ended.
+    pub reconnect_us: Option<u64>,
+    pub reconnect_snapshots: u64,
 }
 
 impl Tally {
@@ -202,6 +211,13 @@ impl Tally {
         }
         if self.id_jumps > 0 {
             c.id_jumps.fetch_add(self.id_jumps, Relaxed);
+        }
+        if let Some(us) = self.reconnect_us {
+            c.reconnect_max_us.fetch_max(us, Relaxed);
+        }
+        if self.reconnect_snapshots > 0 {
+            c.reconnect_snapshots
+                .fetch_add(self.reconnect_snapshots, Relaxed);
         }
     }
 }
@@ -242,6 +258,9 @@ pub struct Report {
     pub event_counts: BTreeMap<String, u64>,
     pub order_errors: u64,
     pub id_jumps: u64,
+    pub reconnects: u64,
+    pub reconnect_snapshots: u64,
+    pub reconnect_max_ms: f64,
     pub run_time_s: f64,
     /// Why the run ended early, if it did.
     pub ended_early: Option<String>,
@@ -319,6 +338,9 @@ impl Report {
             "order_errors": self.order_errors,
             "id_jumps": self.id_jumps,
             "disconnects": self.disconnects,
+            "reconnects": self.reconnects,
+            "reconnect_snapshots": self.reconnect_snapshots,
+            "reconnect_max_ms": round3(self.reconnect_max_ms),
             "protocol_errors": self.protocol_errors,
             "failures": failures,
             "events_total": self.events_total,
@@ -393,6 +415,17 @@ impl Report {
         }
         row("order errors", group(self.order_errors));
         row("id jumps", group(self.id_jumps));
+        if self.reconnects > 0 {
+            row(
+                "reconnects",
+                format!(
+                    "{} (began with a snapshot: {}, longest to first event: {:.1} ms)",
+                    group(self.reconnects),
+                    group(self.reconnect_snapshots),
+                    self.reconnect_max_ms
+                ),
+            );
+        }
         row("run time", format!("{:.2} s", self.run_time_s));
         if let Some(why) = &self.ended_early {
             row("ended early", why.clone());
@@ -446,6 +479,9 @@ mod tests {
             event_counts: [("quote".to_string(), 1490), ("snapshot".to_string(), 10)].into(),
             order_errors: 0,
             id_jumps: 7,
+            reconnects: 0,
+            reconnect_snapshots: 0,
+            reconnect_max_ms: 0.0,
             run_time_s: 3.2,
             ended_early: None,
         }
