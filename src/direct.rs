@@ -27,7 +27,6 @@ use warp::http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::auth::TokenSources;
 use crate::http::quotes::{open_stream, SSE_HEADERS};
-use crate::http::rejection::ApiError;
 use crate::http::App;
 use crate::stream::QuoteStream;
 
@@ -90,15 +89,7 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
             // its protocol detection would wait for the rest with no deadline. An HTTP/1 client
             // is told why first.
             if !head.is_empty() && !H2_PREFACE.starts_with(&head) {
-                let error = HeadError::Timeout;
-                let _ = write_error(
-                    socket,
-                    error.status(),
-                    &error.body(),
-                    &app.cors.head_lines(None),
-                    &CLOSE,
-                )
-                .await;
+                answer_and_close(socket, app, HeadError::Timeout).await;
             }
             return FirstRequest::Gone;
         }
@@ -123,12 +114,6 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
                     cors,
                 },
                 Err(e) => {
-                    if matches!(e, ApiError::TooManyClients { .. }) {
-                        app.feed
-                            .metrics()
-                            .streams_refused
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
                     let headers = e.extra_headers();
                     match write_error(socket, e.status(), &e.body(), &cors, &headers).await {
                         // Any further request on the connection is hyper's.
@@ -140,18 +125,17 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Head::Other => FirstRequest::Other(head.freeze()),
         Head::Bad(error) => {
-            let _ = write_error(
-                socket,
-                error.status(),
-                &error.body(),
-                &app.cors.head_lines(None),
-                &CLOSE,
-            )
-            .await;
-            let _ = socket.shutdown().await;
+            answer_and_close(socket, app, error).await;
             FirstRequest::Gone
         }
     }
+}
+
+/// Answers a head no route can read with its JSON error and closes the connection.
+async fn answer_and_close<S: AsyncWrite + Unpin>(socket: &mut S, app: &App, error: HeadError) {
+    let cors = app.cors.head_lines(None);
+    let _ = write_error(socket, error.status(), &error.body(), &cors, &CLOSE).await;
+    let _ = socket.shutdown().await;
 }
 
 /// The header of an answer after which the connection is closed.

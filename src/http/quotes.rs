@@ -70,15 +70,7 @@ fn respond(
     }
     match open_stream(app, segment, query, last_event_id_header(headers), sources) {
         Ok(stream) => reply(stream),
-        Err(e) => {
-            if matches!(e, ApiError::TooManyClients { .. }) {
-                app.feed
-                    .metrics()
-                    .streams_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(warp::reject::custom(e))
-        }
+        Err(e) => Err(warp::reject::custom(e)),
     }
 }
 
@@ -106,13 +98,17 @@ pub fn open_stream(
     let sub = subscription(app, segment, &pairs, grant.as_ref())?;
     let last_event_id = params::last_event_id(last_event_id_header, &pairs);
     let max = app.config.max_clients;
-    let slot = app
-        .feed
-        .try_register_client(max)
-        .ok_or(ApiError::TooManyClients {
+    let slot = app.feed.try_register_client(max).ok_or_else(|| {
+        // Counted here, where both HTTP paths pass, so each refusal counts once.
+        app.feed
+            .metrics()
+            .streams_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::TooManyClients {
             max,
             retry_after_secs: app.config.retry_ms.div_ceil(1000).max(1),
-        })?;
+        }
+    })?;
     Ok(QuoteStream::open(
         app.feed.clone(),
         sub,
