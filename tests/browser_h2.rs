@@ -6,11 +6,12 @@
 //! Like `tests/browser.rs`: without chromium the test prints a loud SKIPPED line and passes,
 //! except under `CI=true`, where it fails.
 
+#[path = "common/browser.rs"]
+mod browser_support;
 mod common;
+use browser_support::{browser_tools, free_port, target_dir, wait_until_serving, Driver, Tools};
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
@@ -183,147 +184,4 @@ async fn wait_js(c: &Client, what: &str, script: &str, ready: impl Fn(&Value) ->
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Where chromium and chromedriver are.
-struct Tools {
-    chromium: PathBuf,
-    chromedriver: PathBuf,
-}
-
-/// The browser binaries, or `None` after a loud SKIPPED line; under `CI=true` their absence
-/// fails the test instead.
-fn browser_tools() -> Option<Tools> {
-    let chromium = find_binary(
-        "TICKCAST_CHROMIUM",
-        &["chromium", "chromium-browser", "google-chrome"],
-    );
-    let chromedriver = find_binary("TICKCAST_CHROMEDRIVER", &["chromedriver"]);
-    match (chromium, chromedriver) {
-        (Some(chromium), Some(chromedriver)) => Some(Tools {
-            chromium,
-            chromedriver,
-        }),
-        (chromium, chromedriver) => {
-            let missing: Vec<&str> = [
-                chromium.is_none().then_some("chromium"),
-                chromedriver.is_none().then_some("chromedriver"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let why = format!(
-                "{} not found (apt-get install chromium chromium-driver)",
-                missing.join(" and ")
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("CI=true: the browser tests must run, but {why}");
-            }
-            let banner = "=".repeat(78);
-            shout(&format!(
-                "{banner}\nSKIPPED: chromium not installed: {why}\n{banner}"
-            ));
-            None
-        }
-    }
-}
-
-fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
-    }
-    let dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    names
-        .iter()
-        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
-        .find(|p| p.is_file())
-}
-
-/// A chromedriver process (and the chromium it starts), killed when dropped, also on panic.
-struct Driver {
-    child: Child,
-    profile: PathBuf,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // chromedriver runs in its own process group with the browser it started: end the
-        // group, then any process still using this test's profile directory.
-        let group = self.child.id();
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{group}")])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for pid in processes_using(&self.profile) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// Ids of the processes whose command line mentions `path`.
-fn processes_using(path: &Path) -> Vec<u32> {
-    let needle = path.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .collect()
-}
-
-async fn wait_until_serving(webdriver: &str) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + WAIT;
-    let status = format!("{webdriver}/status");
-    loop {
-        if let Ok(Ok(r)) =
-            tokio::time::timeout(Duration::from_secs(2), http.get(&status).send()).await
-        {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not answer on {status} within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// `target/` of this build (the parent of Cargo's per-build temporary directory).
-fn target_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR is inside target/")
-        .to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Prints to the real stdout, so the line shows even when the test harness captures output.
-fn shout(text: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
 }
