@@ -47,18 +47,6 @@ impl Chunk {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// The parts as one buffer (copied only if there are several).
-    pub fn into_bytes(mut self) -> Bytes {
-        if self.parts.len() == 1 {
-            return self.parts.pop().expect("one part");
-        }
-        let mut buf = Vec::with_capacity(self.len());
-        for part in &self.parts {
-            buf.extend_from_slice(part);
-        }
-        Bytes::from(buf)
-    }
 }
 
 /// How a new stream starts.
