@@ -56,8 +56,8 @@ pub enum FirstRequest {
 ///
 /// Requests that cannot be answered at all (malformed, too large, incomplete at the deadline)
 /// get their JSON error here and the connection is closed; so does a refused stream request,
-/// whose connection then goes on to hyper for any further request. Either way the head is
-/// parsed once.
+/// whose connection then goes on to hyper for any further request. Either way hyper never
+/// reads the head again, and the request's parameters are parsed once.
 pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut S,
     app: &App,
@@ -115,10 +115,12 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
                 },
                 Err(e) => {
                     let headers = e.extra_headers();
-                    match write_error(socket, e.status(), &e.body(), &cors, &headers).await {
+                    let body = e.body();
+                    let written = write_error(socket, e.status(), &body, &cors, &headers);
+                    match tokio::time::timeout(app.config.write_timeout(), written).await {
                         // Any further request on the connection is hyper's.
-                        Ok(()) => FirstRequest::Other(Bytes::new()),
-                        Err(_) => FirstRequest::Gone,
+                        Ok(Ok(())) => FirstRequest::Other(Bytes::new()),
+                        _ => FirstRequest::Gone,
                     }
                 }
             }
@@ -131,11 +133,15 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Answers a head no route can read with its JSON error and closes the connection.
+/// Answers a head no route can read with its JSON error and closes the connection, within the
+/// write deadline.
 async fn answer_and_close<S: AsyncWrite + Unpin>(socket: &mut S, app: &App, error: HeadError) {
     let cors = app.cors.head_lines(None);
-    let _ = write_error(socket, error.status(), &error.body(), &cors, &CLOSE).await;
-    let _ = socket.shutdown().await;
+    let _ = tokio::time::timeout(app.config.write_timeout(), async {
+        write_error(socket, error.status(), &error.body(), &cors, &CLOSE).await?;
+        socket.shutdown().await
+    })
+    .await;
 }
 
 /// The header of an answer after which the connection is closed.
@@ -382,7 +388,11 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     head.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
     head.push_str("\r\n\r\n");
     // TLS holds what it encrypts until a flush; plain TCP sends at once and ignores it.
-    if socket.write_all(head.as_bytes()).await.is_err() || socket.flush().await.is_err() {
+    let sent = tokio::time::timeout(write_timeout, async {
+        socket.write_all(head.as_bytes()).await?;
+        socket.flush().await
+    });
+    if !matches!(sent.await, Ok(Ok(()))) {
         return;
     }
     let mut probe = [0u8; 64];
@@ -395,8 +405,13 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             _ = socket.read(&mut probe) => return,
         };
         let Some(chunk) = chunk else {
-            let _ = socket.write_all(b"0\r\n\r\n").await;
-            let _ = socket.shutdown().await;
+            // The end of the body (shutdown, or the token expired), under the same deadline:
+            // a client that stopped reading must not keep its slot here either.
+            let _ = tokio::time::timeout(write_timeout, async {
+                socket.write_all(b"0\r\n\r\n").await?;
+                socket.shutdown().await
+            })
+            .await;
             return;
         };
         let mut shutdown = stream.shutdown_signal();

@@ -242,7 +242,6 @@ pub async fn serve(listener: TcpListener, app: App, shutdown_signal: impl Future
     }
 
     tracing::info!("shutting down: ending streams");
-    drop(limits);
     drop(listener);
     trigger.fire();
     drop(drain_tx);

@@ -194,9 +194,7 @@ impl QuoteStream {
     /// Ends the stream at `exp` (Unix seconds, wall clock), the expiry of the client's token.
     pub fn expiring_at(mut self, exp: Option<u64>) -> QuoteStream {
         self.expires = exp.map(|exp| {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let now_ms = crate::publisher::epoch_ms();
             Instant::now() + Duration::from_millis(exp.saturating_mul(1000).saturating_sub(now_ms))
         });
         self

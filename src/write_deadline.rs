@@ -23,8 +23,10 @@ use tokio::time::Sleep;
 pub struct WriteDeadline<IO> {
     inner: IO,
     timeout: Duration,
-    /// Armed when a write first returns `Pending`; cleared by any write that makes progress.
-    blocked_since: Option<Pin<Box<Sleep>>>,
+    /// The deadline's timer, made at the first `Pending` write and re-armed after.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether a write is pending now: set by a `Pending` write, cleared by progress.
+    armed: bool,
     timed_out: Arc<AtomicBool>,
 }
 
@@ -34,7 +36,8 @@ impl<IO> WriteDeadline<IO> {
         WriteDeadline {
             inner,
             timeout,
-            blocked_since: None,
+            sleep: None,
+            armed: false,
             timed_out: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -45,12 +48,23 @@ impl<IO> WriteDeadline<IO> {
         self.timed_out.clone()
     }
 
-    /// After a write returned `Pending`: arms the deadline, or fails if it has passed.
+    /// After a write returned `Pending`: arms the deadline, or fails if it has passed. The
+    /// timer is allocated once per connection and re-armed, since a client that reads slowly
+    /// makes writes pend often.
     fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let timeout = self.timeout;
-        let sleep = self
-            .blocked_since
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if !self.armed {
+                    sleep.as_mut().reset(deadline);
+                }
+                sleep
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.armed = true;
         ready!(sleep.as_mut().poll(cx));
         self.timed_out.store(true, Relaxed);
         Poll::Ready(io::Error::new(
@@ -70,7 +84,7 @@ impl<IO> WriteDeadline<IO> {
                 Poll::Pending => Poll::Pending,
             },
             ready => {
-                self.blocked_since = None;
+                self.armed = false;
                 ready
             }
         }
