@@ -96,6 +96,11 @@ impl Batch {
         if frames.is_empty() {
             return Err(BatchError::Empty);
         }
+        // Ids are read by JavaScript, exact only below 2^53; 0 would make `first_seq - 1`
+        // (the seq before the batch) underflow wherever a feed follows it.
+        if first_seq == 0 || first_seq.saturating_add(frames.len() as u64) > 1 << 53 {
+            return Err(BatchError::Seq(first_seq));
+        }
         let mut kind_events = [0; Kind::ALL.len()];
         let mut kind_bytes = [0; Kind::ALL.len()];
         let mut at = 0u32;
@@ -202,6 +207,8 @@ pub enum BatchError {
     Frame(usize),
     #[error("the frames do not cover the batch's bytes")]
     Length,
+    #[error("first seq {0} is 0 or leaves no room for the batch's ids below 2^53")]
+    Seq(u64),
 }
 
 /// Appends the `event:`, `id:` and `data:` lines of `event`; returns the JSON's byte range.
@@ -379,6 +386,12 @@ mod tests {
             Batch::from_parts(5, Bytes::new(), Vec::new()).unwrap_err(),
             BatchError::Empty
         );
+        for first in [0, 1 << 53] {
+            assert_eq!(
+                Batch::from_parts(first, whole.bytes.clone(), whole.frames.clone()).unwrap_err(),
+                BatchError::Seq(first)
+            );
+        }
     }
 
     #[test]
