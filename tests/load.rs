@@ -78,7 +78,7 @@ fn json_line(out: &Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_fifty_streams_of_a_real_server() {
-    let server = common::start(&["--seed", "1", "--rate", "20", "--flush-ms", "50"]).await;
+    let server = common::start(&["--seed", "1", "--rate", "5", "--flush-ms", "50"]).await;
     let url = server.url("/quotes");
     let out = measure(&url, 50, 1, 2).await;
     server.stop().await;
@@ -93,7 +93,9 @@ async fn measures_fifty_streams_of_a_real_server() {
     assert!(v["events_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["bytes_per_s"].as_f64().unwrap() > 0.0, "{v}");
     let duration = v["duration_s"].as_f64().unwrap();
-    assert!((1.9..3.0).contains(&duration), "{v}");
+    // The 2 s window, measured by the tool's own clock: on a machine busy with other tests it
+    // may close a little late, never early.
+    assert!((1.9..5.0).contains(&duration), "{v}");
     let p99 = v["latency_ms"]["p99"]
         .as_f64()
         .expect("latency p99 present");
