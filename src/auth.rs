@@ -330,9 +330,7 @@ pub fn mint(secret: &[u8], symbols: &[String], now: u64, exp: u64) -> Result<Str
 
 /// Seconds since the Unix epoch, by the wall clock (tokens carry wall-clock times).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::publisher::epoch_ms() / 1000
 }
 
 /// Compares two secrets in time independent of where they differ.

@@ -208,7 +208,7 @@ impl HeadError {
                 "no whole request head arrived within the header timeout".to_owned(),
             ),
         };
-        serde_json::to_vec(&serde_json::json!({ "error": code, "message": message }))
+        serde_json::to_vec(&crate::http::rejection::error_json(code, &message))
             .expect("a JSON object of strings serialises")
     }
 }

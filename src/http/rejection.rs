@@ -86,7 +86,7 @@ impl ApiError {
 
     /// The JSON body: `error`, `message` and any details.
     pub fn body_json(&self) -> serde_json::Value {
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        let mut body = error_json(self.code(), &self.to_string());
         match self {
             ApiError::UnknownSymbols(unknown) => body["unknown"] = json!(unknown),
             ApiError::TooManySymbols { max, .. } => body["max"] = json!(max),
@@ -138,6 +138,12 @@ fn forbidden_message(symbols: &[String]) -> String {
     } else {
         format!("the token does not allow symbol(s): {}", symbols.join(", "))
     }
+}
+
+/// The shape of every error body: `{"error": <code>, "message": <text>}`, for the replies
+/// routed through warp and for those the direct path writes itself.
+pub fn error_json(code: &str, message: &str) -> serde_json::Value {
+    json!({ "error": code, "message": message })
 }
 
 /// Turns any rejection into a JSON error reply.
