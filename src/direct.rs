@@ -95,6 +95,8 @@ pub async fn first_request<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     match classify(&head) {
+        // A simulator serves no streams: its routes answer 404.
+        Head::Stream(_) if !app.serves_clients() => FirstRequest::Other(head.freeze()),
         Head::Stream(request) => {
             let tokens = TokenSources {
                 authorization: request.authorization.as_deref(),

@@ -262,12 +262,14 @@ struct History {
 /// Kinds kept per symbol in [`History::latest`].
 const SYMBOL_KINDS: usize = 4;
 
-/// Index of `(symbol, kind)` in [`History::latest`].
-fn slot(symbol: u16, kind: Kind, symbols: usize) -> usize {
-    if kind == Kind::Session {
-        symbols * SYMBOL_KINDS
-    } else {
-        symbol as usize * SYMBOL_KINDS + kind as usize
+/// Index of `(symbol, kind)` in [`History::latest`], or `None` for a pair no event can have
+/// (a symbol outside the table, a session event of one symbol): a batch from upstream that
+/// names one must not overwrite another symbol's slot.
+fn slot(symbol: u16, kind: Kind, symbols: usize) -> Option<usize> {
+    match kind {
+        Kind::Session => (symbol == MARKET_WIDE).then_some(symbols * SYMBOL_KINDS),
+        _ if (symbol as usize) < symbols => Some(symbol as usize * SYMBOL_KINDS + kind as usize),
+        _ => None,
     }
 }
 
@@ -277,7 +279,8 @@ impl History {
     /// counted again.
     fn append(&mut self, batch: Arc<Batch>, symbols: usize, limit: usize, counted_through: u64) {
         for (i, f) in batch.frames.iter().enumerate() {
-            let Some(latest) = self.latest.get_mut(slot(f.symbol, f.kind, symbols)) else {
+            let Some(latest) = slot(f.symbol, f.kind, symbols).and_then(|i| self.latest.get_mut(i))
+            else {
                 continue;
             };
             let seq = batch.first_seq + i as u64;
@@ -500,14 +503,10 @@ impl Feed {
             ..History::default()
         };
         for r in latest {
-            let valid = match r.kind {
-                Kind::Session => r.symbol == MARKET_WIDE,
-                _ => (r.symbol as usize) < symbols,
-            };
-            if !valid {
+            let Some(l) = slot(r.symbol, r.kind, symbols).and_then(|i| fresh.latest.get_mut(i))
+            else {
                 continue;
-            }
-            let l = &mut fresh.latest[slot(r.symbol, r.kind, symbols)];
+            };
             if r.seq > counted_through {
                 l.nth += 1;
             }
@@ -555,7 +554,7 @@ impl Feed {
         let symbols = self.shared.specs.len();
         let quotes: Vec<Latest> = self
             .indexes(&sub.symbols)
-            .map(|i| h.latest[slot(i, Kind::Quote, symbols)].clone())
+            .filter_map(|i| slot(i, Kind::Quote, symbols).map(|s| h.latest[s].clone()))
             .filter(|l| l.seq > 0)
             .collect();
         let cursor = Cursor {
@@ -577,9 +576,9 @@ impl Feed {
             sub.kinds
                 .iter()
                 .filter(|&k| k != Kind::Session)
-                .map(move |k| slot(i, k, symbols))
+                .filter_map(move |k| slot(i, k, symbols))
         });
-        per_symbol.chain(std::iter::once(slot(MARKET_WIDE, Kind::Session, symbols)))
+        per_symbol.chain(slot(MARKET_WIDE, Kind::Session, symbols))
     }
 
     /// A cursor at `last_event_id` if the history holds every event after it, so the client
@@ -850,6 +849,21 @@ mod tests {
             .filter_map(|l| l.strip_prefix("id: "))
             .map(|v| v.parse().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn only_real_symbol_and_kind_pairs_have_a_latest_slot() {
+        let symbols = 3;
+        assert_eq!(slot(0, Kind::Quote, symbols), Some(0));
+        assert_eq!(
+            slot(2, Kind::Bar, symbols),
+            Some(2 * SYMBOL_KINDS + Kind::Bar as usize)
+        );
+        assert_eq!(slot(MARKET_WIDE, Kind::Session, symbols), Some(12));
+        // A frame naming the symbol one past the table must not land on the session slot.
+        assert_eq!(slot(3, Kind::Quote, symbols), None);
+        assert_eq!(slot(MARKET_WIDE, Kind::Quote, symbols), None);
+        assert_eq!(slot(1, Kind::Session, symbols), None);
     }
 
     #[test]

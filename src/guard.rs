@@ -114,9 +114,21 @@ impl std::fmt::Debug for Routes {
 }
 
 impl Routes {
-    /// Every route of `app`.
+    /// The routes `app`'s role serves: every route, or only the status routes of a simulator.
     pub fn new(app: App) -> Routes {
-        let service = TowerToHyperService::new(warp::service(http::routes(app)));
+        if app.serves_clients() {
+            Routes::of(http::routes(app))
+        } else {
+            Routes::of(http::status_routes(app))
+        }
+    }
+
+    fn of<R>(routes: R) -> Routes
+    where
+        R: warp::Filter<Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        R::Extract: warp::Reply,
+    {
+        let service = TowerToHyperService::new(warp::service(routes));
         Routes(Arc::new(move |request| {
             let response = hyper::service::Service::call(&service, request);
             Box::pin(async move {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickcast");
@@ -967,4 +967,51 @@ async fn the_load_generator_fails_over_without_a_gap() {
         "{report}"
     );
     assert!(report["events"].as_u64().unwrap() > 100_000, "{report}");
+}
+
+/// The simulator serves only /healthz and /metrics, with the connection bounds of every node:
+/// a stream request is a JSON 404 (not a stream of the simulator's own feed), and connections
+/// past `--max-connections-per-ip` are refused with a JSON 429 before their request is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_serves_status_only_within_its_connection_caps() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let simulator = start_simulator(&redis.url(), &["--max-connections-per-ip", "2"]).await;
+    simulator.wait_state("up").await;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let ask = |request: String| {
+        let addr = simulator.addr.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            socket.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            tokio::time::timeout(STEP, socket.read_to_string(&mut answer))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            answer
+        }
+    };
+    for path in ["/quotes", "/quotes/AAPL", "/snapshot", "/"] {
+        let answer = ask(get(path)).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(
+            answer.contains(r#""error":"not_found""#),
+            "{path}: {answer}"
+        );
+    }
+    assert!(ask(get("/healthz")).await.starts_with("HTTP/1.1 200"));
+    // Two idle connections take the address's two places; the third is refused.
+    let _first = tokio::net::TcpStream::connect(&simulator.addr)
+        .await
+        .unwrap();
+    let _second = tokio::net::TcpStream::connect(&simulator.addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = ask(get("/healthz")).await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("too_many_connections"), "{refused}");
 }

@@ -135,6 +135,59 @@ async fn a_url_that_is_not_an_event_stream_fails_every_client() {
     assert!(v["latency_ms"]["p99"].is_null(), "{v}");
 }
 
+/// `--token` is sent as `Authorization: Bearer` on every stream: a server that requires tokens
+/// lets the run in; the same run without it is refused (401) on every client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_opens_the_streams_of_a_server_that_requires_one() {
+    let secret = "load-test-secret-0123456789";
+    let server = common::start(&["--seed", "3", "--rate", "5", "--jwt-secret", secret]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = tickcast::auth::mint(secret.as_bytes(), &["*".to_string()], now, now + 600)
+        .expect("a token");
+    let url = server.url("/quotes");
+    let common_args = [
+        "--url",
+        &url,
+        "--clients",
+        "3",
+        "--ramp",
+        "0",
+        "--duration",
+        "1",
+    ];
+    let with = load(
+        &[
+            &common_args[..],
+            &["--token", &token, "--json-only", "--quiet"],
+        ]
+        .concat(),
+    )
+    .await;
+    let without = load(&[&common_args[..], &["--json-only", "--quiet"]].concat()).await;
+    let h2 = load(
+        &[
+            &common_args[..],
+            &["--h2", "--token", &token, "--json-only", "--quiet"],
+        ]
+        .concat(),
+    )
+    .await;
+    server.stop().await;
+    for (name, out) in [("HTTP/1.1", &with), ("h2c", &h2)] {
+        assert_eq!(out.code, Some(0), "{name}: {}", out.stderr);
+        let v = json_line(out);
+        assert_eq!(v["connected"], 3, "{name}: {v}");
+        assert_eq!(v["event_counts"]["snapshot"], 3, "{name}: {v}");
+    }
+    assert_eq!(without.code, Some(1), "{}", without.stderr);
+    let v = json_line(&without);
+    assert_eq!(v["connected"], 0, "{v}");
+    assert_eq!(v["failed"], 3, "{v}");
+}
+
 /// Asserts a refusal: exit code 2, nothing on stdout, one line on stderr containing `needle`.
 fn assert_refused(out: &Output, needle: &str) {
     assert_eq!(out.code, Some(2), "stderr: {}", out.stderr);

@@ -20,15 +20,15 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use warp::Filter;
 
 use super::stream::{self, AppendError, Keys, Registered, RunInfo};
 use super::{ClusterError, Status, UpstreamState};
 use crate::config::Config;
-use crate::http::{self, App};
+use crate::http::App;
 use crate::market::simulator::{Continued, SimConfig, Simulator};
 use crate::market::{Kind, SymbolSpec};
 use crate::publisher::{self, Published};
+use crate::server;
 use crate::shutdown::{self, Shutdown};
 use crate::sse::Batch;
 
@@ -64,7 +64,16 @@ pub async fn run(
     let app = App::new(app_config, specs.clone(), trigger.clone(), scenarios)
         .map_err(ClusterError::WebDir)?;
     let status = app.upstream.clone();
-    let http = tokio::spawn(serve_status(listener, app.clone(), stop.clone()));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "simulator listening on http://{addr} (/healthz and /metrics only)");
+    }
+    // The status routes get the same connection bounds as any node's ([`server::serve`]).
+    let http = {
+        let mut stop = stop.clone();
+        tokio::spawn(server::serve(listener, app.clone(), async move {
+            stop.wait().await
+        }))
+    };
     tokio::pin!(shutdown_signal);
 
     let now = publisher::epoch_ms();
@@ -500,46 +509,4 @@ enum Retry {
     Now,
     /// Stop the simulator.
     Stop(ClusterError),
-}
-
-/// Serves /healthz and /metrics (and JSON 404s for everything else) until `stop` fires.
-async fn serve_status(listener: TcpListener, app: App, mut stop: Shutdown) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use hyper_util::service::TowerToHyperService;
-
-    let routes = http::rest::healthz(app.clone())
-        .or(http::rest::metrics(app.clone()))
-        .recover(http::rejection::handle);
-    let service = TowerToHyperService::new(warp::service(routes));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder);
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "simulator listening on http://{addr} (/healthz and /metrics only)");
-    }
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = stop.wait() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((socket, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let builder = builder.clone();
-        let service = service.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let connection = builder.serve_connection(TokioIo::new(socket), service);
-            tokio::select! {
-                _ = connection => {}
-                () = stop.wait() => {}
-            }
-        });
-    }
 }

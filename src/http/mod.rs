@@ -87,6 +87,12 @@ impl App {
         })
     }
 
+    /// Whether this node serves clients (streams, REST, the dashboard): every role but the
+    /// simulator, which serves only `/healthz` and `/metrics`.
+    pub fn serves_clients(&self) -> bool {
+        self.config.role != crate::config::Role::Simulator
+    }
+
     /// Most symbols one request may name.
     pub fn max_symbols(&self) -> usize {
         self.config.max_symbols.unwrap_or(self.feed.specs().len())
@@ -95,10 +101,28 @@ impl App {
 
 /// All routes, with CORS on every response and errors as JSON.
 pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let cors = app.cors.clone();
+    with_cors(app.cors.clone(), routes_without_cors(app))
+}
+
+/// The routes of a node that serves no clients (`--role simulator`): `/healthz` and
+/// `/metrics`, with the same preflight, CONNECT and error answers as [`routes`].
+pub fn status_routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let routes = preflight()
+        .or(connect())
+        .or(rest::healthz(app.clone()))
+        .or(rest::metrics(app.clone()))
+        .recover(rejection::handle);
+    with_cors(app.cors.clone(), routes)
+}
+
+/// `routes` with the CORS headers the request's `Origin` earns.
+fn with_cors<R: Reply + Send>(
+    cors: Arc<Cors>,
+    routes: impl Filter<Extract = (R,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     request_origin()
-        .and(routes_without_cors(app))
-        .map(move |origin: Option<HeaderValue>, reply| {
+        .and(routes)
+        .map(move |origin: Option<HeaderValue>, reply: R| {
             let mut response = Reply::into_response(reply);
             cors.apply(origin.as_ref(), response.headers_mut());
             response

@@ -32,6 +32,8 @@ type Opened = Result<SendRequest<Bytes>, (String, String)>;
 pub struct Pool {
     streams_per_conn: usize,
     uri: http::Uri,
+    /// `Bearer <--token>`, if given.
+    authorization: Option<String>,
     user_agent: String,
     conns: Vec<OnceCell<Opened>>,
     /// The tasks driving each connection, ended by [`Pool::close`].
@@ -40,11 +42,12 @@ pub struct Pool {
 
 impl Pool {
     /// Room for `clients` streams, `streams_per_conn` to a connection, each requesting `uri`.
-    pub fn new(clients: u64, streams_per_conn: usize, uri: http::Uri) -> Pool {
+    pub fn new(clients: u64, streams_per_conn: usize, uri: http::Uri, token: Option<&str>) -> Pool {
         let conns = clients.div_ceil(streams_per_conn as u64) as usize;
         Pool {
             streams_per_conn,
             uri,
+            authorization: token.map(|t| format!("Bearer {t}")),
             user_agent: format!("tickcast-load/{}", env!("CARGO_PKG_VERSION")),
             conns: (0..conns).map(|_| OnceCell::new()).collect(),
             drivers: Mutex::new(Vec::new()),
@@ -121,12 +124,14 @@ async fn open(index: usize, shared: &Shared) -> Result<h2::RecvStream, Failure> 
         )
     };
     let mut send = send.ready().await.map_err(|e| h2_failure("ready", e))?;
-    let request = http::Request::get(pool.uri.clone())
+    let mut request = http::Request::get(pool.uri.clone())
         .header("accept", "text/event-stream")
         .header("cache-control", "no-cache")
-        .header("user-agent", &pool.user_agent)
-        .body(())
-        .expect("a valid request");
+        .header("user-agent", &pool.user_agent);
+    if let Some(authorization) = &pool.authorization {
+        request = request.header("authorization", authorization);
+    }
+    let request = request.body(()).expect("a valid request");
     let (response, _) = send
         .send_request(request, true)
         .map_err(|e| h2_failure("request", e))?;

@@ -88,6 +88,11 @@ struct Args {
     #[arg(long)]
     insecure: bool,
 
+    /// A token for a server with --jwt-secret or --jwt-public-key, sent on every request as
+    /// `Authorization: Bearer` (a `?token=` in the --url works as well).
+    #[arg(long, value_name = "JWT")]
+    token: Option<String>,
+
     /// Streams to open (at most 50000).
     #[arg(long, default_value_t = 100)]
     clients: u64,
@@ -262,6 +267,12 @@ fn plan(args: Args) -> Result<Plan, String> {
     }
     let url = Url::parse(&args.url[0])?;
     let addr = url.resolve(args.allow_remote)?;
+    let token = args.token.as_deref();
+    if let Some(bad) = token.and_then(|t| t.chars().find(|c| !c.is_ascii_graphic())) {
+        return Err(format!(
+            "--token has a character a header cannot carry: {bad:?}"
+        ));
+    }
     let mut targets = Vec::new();
     for text in &args.url {
         let other = Url::parse(text)?;
@@ -270,7 +281,7 @@ fn plan(args: Args) -> Result<Plan, String> {
         }
         targets.push(conn::Target {
             addr: other.resolve(args.allow_remote)?,
-            request: other.request(),
+            request: other.request(token),
         });
     }
     let all_urls = args.url.join(" ");
@@ -305,6 +316,7 @@ fn plan(args: Args) -> Result<Plan, String> {
             args.clients,
             args.streams_per_conn,
             url.uri()?,
+            token,
         )),
         false => None,
     };

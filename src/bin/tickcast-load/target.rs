@@ -138,10 +138,13 @@ impl Url {
             .map_err(|e| format!("--url: {e}"))
     }
 
-    /// The request every connection sends.
-    pub fn request(&self) -> Vec<u8> {
+    /// The request every connection sends, with `token` as `Authorization: Bearer`.
+    pub fn request(&self, token: Option<&str>) -> Vec<u8> {
+        let authorization = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: tickcast-load/{}\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: tickcast-load/{}\r\n{authorization}\r\n",
             self.path,
             self.authority,
             env!("CARGO_PKG_VERSION")
@@ -249,11 +252,17 @@ mod tests {
     #[test]
     fn writes_the_request() {
         let u = Url::parse("http://localhost:3000/quotes?symbols=A").unwrap();
-        let req = String::from_utf8(u.request()).unwrap();
+        let req = String::from_utf8(u.request(None)).unwrap();
         assert!(req.starts_with(
             "GET /quotes?symbols=A HTTP/1.1\r\nHost: localhost:3000\r\nAccept: text/event-stream\r\n"
         ));
         assert!(req.ends_with("\r\n\r\n"));
+        assert!(!req.contains("Authorization"));
+        let req = String::from_utf8(u.request(Some("a.b.c"))).unwrap();
+        assert!(
+            req.ends_with("\r\nAuthorization: Bearer a.b.c\r\n\r\n"),
+            "{req}"
+        );
     }
 
     #[test]
