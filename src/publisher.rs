@@ -56,8 +56,8 @@ pub struct Outlets {
 pub struct Published {
     pub batch: Batch,
     pub clock: ClockAnchor,
-    /// Wall-clock time of the publish, epoch ms: edges measure their lag from it.
-    pub at_ms: u64,
+    /// Wall-clock time of the publish, epoch µs: edges measure their delay from it.
+    pub at_us: u64,
 }
 
 impl Outlets {
@@ -72,7 +72,7 @@ impl Outlets {
         let upstream = self.upstream.as_ref().map(|_| Published {
             batch: batch.clone(),
             clock,
-            at_ms: epoch_ms(),
+            at_us: epoch_us(),
         });
         self.feed.publish(batch);
         upstream
@@ -91,6 +91,14 @@ pub fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Microseconds since the Unix epoch, by the wall clock: the publish time a cluster's edges
+/// measure their delay from.
+pub fn epoch_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Publishes everything the simulator generates after its opening quotes, until shutdown.

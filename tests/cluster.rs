@@ -181,15 +181,17 @@ impl Node {
 
     /// The value of a /metrics sample (its line starts with `name`).
     async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(self.url("/metrics"))
+        sample(&self.metrics().await, name)
+    }
+
+    /// The /metrics page.
+    async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+            .unwrap()
     }
 
     /// Waits until /healthz says `state` (and its status code matches readiness).
@@ -208,6 +210,14 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The value of the sample of a /metrics page whose line starts with `name`.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
 }
 
 /// A simulator, three edges and their Redis.
@@ -437,6 +447,26 @@ async fn every_edge_sends_the_same_ids_and_bytes() {
                 "edge {i}: same data for id {id}"
             );
         }
+    }
+    // Each edge timed every batch it read from the simulator's publish: a histogram whose
+    // count is the batches read, nearly all under a second on loopback.
+    for edge in &cluster.edges {
+        let metrics = edge.metrics().await;
+        let read = sample(&metrics, "tickcast_upstream_batches_total ");
+        let timed = sample(&metrics, "tickcast_upstream_delay_seconds_count ");
+        let under_a_second = sample(
+            &metrics,
+            "tickcast_upstream_delay_seconds_bucket{le=\"1\"} ",
+        );
+        // One read of the stream (at most 1,000 entries) may be timed and not yet counted.
+        assert!(
+            timed > 100 && (read..=read + 1000).contains(&timed),
+            "{timed} timed, {read} read"
+        );
+        assert!(
+            under_a_second * 10 >= timed * 9,
+            "{under_a_second} of {timed}"
+        );
     }
 }
 

@@ -343,7 +343,11 @@ impl Follower {
             if let Some(clock) = entry.clock {
                 self.feed.set_clock(clock);
             }
-            lag_ms = publisher::epoch_ms().saturating_sub(entry.published_ms);
+            if entry.published_us > 0 {
+                let delay_us = publisher::epoch_us().saturating_sub(entry.published_us);
+                self.status.delays.record(delay_us);
+                lag_ms = delay_us / 1000;
+            }
             published += 1;
         }
         self.status.add_batches(published);

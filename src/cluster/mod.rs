@@ -14,6 +14,7 @@
 //!   a blocking read, rebuilds after an epoch change or a fall past retention.
 //! - [`Status`] (here): what /healthz and /metrics show of the upstream, in every role.
 
+pub mod delay;
 pub mod edge;
 pub mod simulator;
 pub mod stream;
@@ -140,6 +141,8 @@ pub struct Status {
     rebuilds: [AtomicU64; 2],
     /// The stream's run identity.
     epoch: Mutex<String>,
+    /// Publish-to-edge delay of every batch an edge read.
+    pub delays: delay::Delays,
 }
 
 impl Status {
@@ -161,6 +164,7 @@ impl Status {
             buffered: AtomicU64::new(0),
             rebuilds: Default::default(),
             epoch: Mutex::new(String::new()),
+            delays: delay::Delays::default(),
         }
     }
 
@@ -327,6 +331,13 @@ impl Status {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {value}");
+        }
+        if self.role == Role::Edge {
+            self.delays.render_into(
+                out,
+                "tickcast_upstream_delay_seconds",
+                "Seconds from the simulator's publish of a batch to this edge's read of it (wall clocks: as exact as their sync across machines).",
+            );
         }
         let _ = writeln!(
             out,

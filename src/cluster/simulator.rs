@@ -341,7 +341,7 @@ impl Writer {
         let age = self
             .buffered
             .first()
-            .map_or(0, |p| publisher::epoch_ms().saturating_sub(p.at_ms));
+            .map_or(0, |p| publisher::epoch_us().saturating_sub(p.at_us) / 1000);
         self.status.set_lag(behind, age);
     }
 
@@ -395,8 +395,8 @@ impl Writer {
         let Some(merged) = Batch::merge(&batches) else {
             return Ok(());
         };
-        let newest = self.buffered.last().map(|p| (p.clock, p.at_ms));
-        let Some((clock, published_ms)) = newest else {
+        let newest = self.buffered.last().map(|p| (p.clock, p.at_us));
+        let Some((clock, published_us)) = newest else {
             return Ok(());
         };
         // The last frame of each symbol and kind in the batch.
@@ -421,7 +421,7 @@ impl Writer {
                 epoch: &epoch,
                 batch: &merged,
                 clock,
-                published_ms,
+                published_us,
                 retention,
                 latest: &latest,
             },

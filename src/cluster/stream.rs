@@ -5,7 +5,7 @@
 //! - `…:stream`: one entry per batch, id `<last seq>-0`, so the stream id *is* the sequence
 //!   and `XREAD` from an edge's newest seq gives exactly what follows, in order. Fields: `e`
 //!   the run identity (epoch), `f` first seq, `b` the encoded frames, `x` the frame index,
-//!   `c` the market clock after the batch, `t` the publish time (epoch ms).
+//!   `c` the market clock after the batch, `u` the publish time (epoch µs).
 //! - `…:meta`: a hash: `epoch`, `writer` (the registered simulator), `first` and `last` seq of
 //!   the run, and what an edge needs to build the same bar history (`seed`, `market_start`,
 //!   `history_days`, `symbols`), plus `clock`.
@@ -248,7 +248,7 @@ pub struct Append<'a> {
     pub epoch: &'a str,
     pub batch: &'a Batch,
     pub clock: ClockAnchor,
-    pub published_ms: u64,
+    pub published_us: u64,
     /// Events the stream keeps.
     pub retention: u64,
     /// The latest frame of each symbol and kind the batch touches: `(field, value)`.
@@ -291,8 +291,8 @@ pub async fn append(
         .arg(encode_index(&batch.frames))
         .arg("c")
         .arg(clock_text(&a.clock))
-        .arg("t")
-        .arg(a.published_ms);
+        .arg("u")
+        .arg(a.published_us);
     for (field, value) in a.latest {
         invocation.arg(field).arg(value.as_slice());
     }
@@ -454,7 +454,7 @@ pub struct Entry {
     pub epoch: String,
     pub batch: Batch,
     pub clock: Option<ClockAnchor>,
-    pub published_ms: u64,
+    pub published_us: u64,
 }
 
 /// Entries whose batches end at or after `from_seq`, at most `count`.
@@ -564,7 +564,7 @@ fn decode_entry(id: &str, fields: Value) -> Result<Entry, String> {
     let mut bytes = None;
     let mut index = None;
     let mut clock = None;
-    let mut published_ms = 0;
+    let mut published_us = 0;
     for (f, v) in pairs {
         let as_text = || String::from_utf8(v.clone()).unwrap_or_default();
         match f.as_slice() {
@@ -573,7 +573,7 @@ fn decode_entry(id: &str, fields: Value) -> Result<Entry, String> {
             b"b" => bytes = Some(Bytes::from(v)),
             b"x" => index = Some(v),
             b"c" => clock = parse_clock(&as_text()),
-            b"t" => published_ms = as_text().parse().unwrap_or(0),
+            b"u" => published_us = as_text().parse().unwrap_or(0),
             _ => {}
         }
     }
@@ -591,7 +591,7 @@ fn decode_entry(id: &str, fields: Value) -> Result<Entry, String> {
         epoch: epoch.ok_or_else(|| bad("no epoch"))?,
         batch,
         clock,
-        published_ms,
+        published_us,
     })
 }
 
