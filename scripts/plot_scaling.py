@@ -2,8 +2,8 @@
 """Plot the results of scripts/scaling.sh (python3 standard library only).
 
 Reads the JSON lines written by scaling.sh, writes an SVG with two panels -- delivered
-events/s and p99 latency (ms) against the client count, one line per --flush-ms setting -- and
-prints a Markdown table of the runs on stdout.
+events/s and p99 latency (ms) against the client count, one line per role and --flush-ms
+setting -- and prints a Markdown table of the runs on stdout.
 
     python3 scripts/plot_scaling.py [target/scaling.jsonl] [--out docs/scaling.svg]
 """
@@ -139,14 +139,19 @@ def panel(x0, y0, title, ylabel, series, x_top, x_ticks, value):
     return out
 
 
+def role(run):
+    return run.get("role", "all")
+
+
 def svg(runs, subtitle):
-    by_flush = defaultdict(list)
+    by_series = defaultdict(list)
     for r in runs:
-        by_flush[r["flush_ms"]].append(r)
+        by_series[(role(r), r["flush_ms"])].append(r)
+    several_roles = len({role(r) for r in runs}) > 1
     series = []
-    for i, flush in enumerate(sorted(by_flush)):
-        label = f"--flush-ms {flush}"
-        pts = sorted(by_flush[flush], key=lambda r: r["clients"])
+    for i, (node, flush) in enumerate(sorted(by_series)):
+        label = f"--role {node}, --flush-ms {flush}" if several_roles else f"--flush-ms {flush}"
+        pts = sorted(by_series[(node, flush)], key=lambda r: r["clients"])
         series.append((label, COLORS[i % len(COLORS)], MARKERS[i % len(MARKERS)], pts))
     x_top, x_ticks = axis(max(r["clients"] for r in runs))
 
@@ -182,14 +187,22 @@ def cell(v, fmt="{:,.0f}"):
 
 
 def table(runs):
-    head = ("| clients | flush ms | connected | failed | events/s | MB/s | p50 ms | p90 ms "
-            "| p99 ms | max ms | order errors | server RSS MiB |")
-    rows = [head, "|" + "---:|" * 12]
-    for r in sorted(runs, key=lambda r: (r["flush_ms"], r["clients"])):
+    delays = any(r.get("upstream_delay_ms") for r in runs)
+    head = ("| role | clients | flush ms | connected | failed | events/s | MB/s | p50 ms "
+            "| p90 ms | p99 ms | max ms | order errors | server RSS MiB |")
+    columns = 13
+    if delays:
+        head += " publish to edge p50 ms | publish to edge p99 ms |"
+        columns += 2
+    rows = [head, "|---|" + "---:|" * (columns - 1)]
+    for r in sorted(runs, key=lambda r: (r["flush_ms"], r["clients"], role(r))):
         lat = r.get("latency_ms") or {}
         bps = r.get("bytes_per_s")
         rss = r.get("rss_kib")
+        delay = r.get("upstream_delay_ms") or {}
+        extra = [cell(delay.get("p50_ms"), "{:.2f}"), cell(delay.get("p99_ms"), "{:.2f}")]
         rows.append("| " + " | ".join([
+            role(r),
             f"{r['clients']:,}",
             str(r["flush_ms"]),
             cell(r.get("connected")),
@@ -202,7 +215,7 @@ def table(runs):
             cell(lat.get("max"), "{:.1f}"),
             cell(r.get("order_errors")),
             cell(None if rss is None else rss / 1024, "{:,.0f}"),
-        ]) + " |")
+        ] + (extra if delays else [])) + " |")
     return "\n".join(rows)
 
 

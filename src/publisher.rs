@@ -8,6 +8,7 @@
 //! is written to is the stream's business ([`Feed::write_gap`]). If the task runs late it
 //! simply publishes a bigger batch: the events are the same either way.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -175,16 +176,32 @@ pub fn spawn_market(
     flush: Duration,
     scenarios: mpsc::Receiver<ScenarioRequest>,
     shutdown: Shutdown,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<Option<()>> {
+    spawn_dedicated(
+        "market",
+        run_market(out, sim, started, flush, scenarios, shutdown),
+    )
+}
+
+/// Runs `task` on a thread of its own, in a single-threaded runtime with timers and I/O: the
+/// source of a node's events (the market, an edge's reader of the stream) must not queue
+/// behind a wave of client tasks, as [`spawn_market`] explains. Measured for an edge's reader
+/// with 10,000 clients on one core: docs/BENCHMARKS.md, "Cluster". `None` if the runtime could
+/// not be built (logged).
+pub fn spawn_dedicated<T: Send + 'static>(
+    what: &'static str,
+    task: impl Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<Option<T>> {
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build();
         match runtime {
-            Ok(runtime) => {
-                runtime.block_on(run_market(out, sim, started, flush, scenarios, shutdown))
+            Ok(runtime) => Some(runtime.block_on(task)),
+            Err(e) => {
+                tracing::error!("cannot start the {what}'s runtime: {e}");
+                None
             }
-            Err(e) => tracing::error!("cannot start the market's runtime: {e}"),
         }
     })
 }

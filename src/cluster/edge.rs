@@ -96,7 +96,11 @@ pub async fn run(
             "edge listening on http://{addr}"
         );
     }
-    let following = tokio::spawn(follower.follow(stop.clone()));
+    // The reader gets a thread of its own (see `publisher::spawn_dedicated`); its Redis
+    // connections are opened again there, so that their I/O is driven by that thread too.
+    follower.cmd = None;
+    follower.block = None;
+    let following = publisher::spawn_dedicated("stream reader", follower.follow(stop.clone()));
     let load_meter = tokio::spawn(publisher::run_load_meter(app.feed.clone(), stop.clone()));
     let heartbeat = tokio::spawn(publisher::run_heartbeat(
         app.feed.clone(),
@@ -108,7 +112,7 @@ pub async fn run(
     let outcome = tokio::select! {
         () = &mut serving => Ok(()),
         done = following => {
-            let outcome = done.unwrap_or(Ok(()));
+            let outcome = done.ok().flatten().unwrap_or(Ok(()));
             trigger.fire();
             outcome
         }
