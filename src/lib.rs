@@ -40,4 +40,4 @@ pub mod tls;
 pub mod write_deadline;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{listen, run};

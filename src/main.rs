@@ -100,8 +100,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
+        let listener = tickcast::listen(config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         tickcast::run(listener, config, specs, shutdown::signal()).await?;
         Ok(())

@@ -41,6 +41,29 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// direct path does with 8 KiB. hyper's minimum is 8 KiB.
 const HTTP1_MAX_BUF: usize = 16 * 1024;
 
+/// Connections the kernel queues for `accept` (it caps this at `net.core.somaxconn`, 4,096 on
+/// current Linux). tokio's `TcpListener::bind` asks for 1,024: when an edge dies and thousands
+/// of its clients reconnect to the others within a millisecond, the SYNs past that are dropped
+/// and those clients wait for the retransmit, a second later (measured in
+/// docs/BENCHMARKS.md, "Cluster").
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as std sets it,
+/// so that a restarted node can listen again at once).
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -996,6 +996,16 @@ async fn the_load_generator_fails_over_without_a_gap() {
         report["reconnect_max_ms"].as_f64().unwrap() < 1200.0,
         "{report}"
     );
+    let times = &report["reconnect_ms"];
+    assert_eq!(times["samples"], 10, "{report}");
+    let (p50, max) = (
+        times["p50"].as_f64().unwrap(),
+        times["max"].as_f64().unwrap(),
+    );
+    assert!(
+        (200.0..=max).contains(&p50),
+        "after the 200 ms retry: {report}"
+    );
     assert!(report["events"].as_u64().unwrap() > 100_000, "{report}");
 }
 

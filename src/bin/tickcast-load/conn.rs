@@ -55,8 +55,8 @@ pub struct Shared {
     pub target: SocketAddr,
     /// Local addresses to bind, round-robin; empty lets the kernel choose.
     pub sources: Vec<IpAddr>,
-    /// Every URL: client `i` starts on target `i mod N` and moves to the next one when it
-    /// reconnects (HTTP/1.1).
+    /// Every URL: client `i` starts on target `i mod N` and moves to another one when it
+    /// reconnects (HTTP/1.1; see [`target_for`]).
     pub targets: Vec<Target>,
     /// Reconnect after this delay when a stream ends (`--reconnect`).
     pub reconnect: Option<Duration>,
@@ -142,7 +142,7 @@ pub async fn run(index: usize, shared: Arc<Shared>) {
     let mut last_id = None;
     let mut ended_at: Option<u64> = None;
     for attempt in 0.. {
-        let target = &shared.targets[(index + attempt) % shared.targets.len()];
+        let target = &shared.targets[target_for(index, attempt, shared.targets.len())];
         let request = target.request(last_id);
         let opened =
             tokio::time::timeout(shared.timeout, open(&shared, target.addr, &request, source))
@@ -218,6 +218,22 @@ pub async fn run(index: usize, shared: Arc<Shared>) {
         ended_at = Some(stats::now_epoch_us());
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Which of `n` targets connection `index` uses for its `attempt`-th connection: first
+/// `index mod n`; then the next ones in turn, starting at an offset that differs among the
+/// connections of one target, so that when a target dies its connections spread over all the
+/// others, as a load balancer would spread them, instead of all moving to the next one.
+fn target_for(index: usize, attempt: usize, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let offset = if attempt == 0 {
+        0
+    } else {
+        (index / n) % (n - 1)
+    };
+    (index + attempt + offset) % n
 }
 
 /// Counts a stream that ended, and how.
@@ -455,7 +471,9 @@ impl Sink for EventSink<'_> {
     fn event(&mut self, event: Event<'_>) {
         self.tally.events += 1;
         if let Some(ended) = self.ended_at.take() {
-            self.tally.reconnect_us = Some(self.now_us.saturating_sub(ended));
+            let us = self.now_us.saturating_sub(ended);
+            self.tally.reconnect_us = Some(us);
+            self.shard.record_reconnect(us);
             if event.name == b"snapshot" {
                 self.tally.reconnect_snapshots += 1;
             }
@@ -485,6 +503,23 @@ mod tests {
     use super::*;
 
     const NOW_MS: u64 = 1_732_480_001_000;
+
+    #[test]
+    fn the_connections_of_a_dead_target_spread_over_the_others() {
+        assert_eq!(target_for(5, 0, 1), 0);
+        assert_eq!(target_for(5, 3, 1), 0);
+        // Three targets: the connections that started on target 0 move to 1 and 2 in turn.
+        let first: Vec<usize> = (0..12).map(|i| target_for(i, 0, 3)).collect();
+        assert_eq!(first, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+        let from_zero: Vec<usize> = (0..12).step_by(3).map(|i| target_for(i, 1, 3)).collect();
+        assert_eq!(from_zero, [1, 2, 1, 2]);
+        // Later attempts go on through every target, the first one included.
+        for index in 0..12 {
+            let mut seen: Vec<usize> = (1..=3).map(|a| target_for(index, a, 3)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2], "connection {index}");
+        }
+    }
 
     fn quote(id: u64, ts: u64) -> String {
         format!("event: quote\nid: {id}\ndata: {{\"symbol\":\"A\",\"seq\":{id},\"ts\":{ts}}}\n\n")

@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, required = true)]
     url: Vec<String>,
 
-    /// When a stream ends, open it again after --retry-ms on the next URL with
+    /// When a stream ends, open it again after --retry-ms on another URL with
     /// `Last-Event-ID: <last id received>`, as a browser's EventSource does; ids are checked
     /// for gaps and order across the reconnection (HTTP/1.1 only, not with --h2).
     #[arg(long)]
@@ -461,7 +461,9 @@ async fn run(plan: Plan) -> (Report, bool) {
         ),
         None => ("HTTP/1.1".to_string(), counters.connected.load(Relaxed)),
     };
+    let reconnect = Report::reconnect_from(&merged, counters.reconnect_max_us.load(Relaxed));
     let report = Report {
+        reconnect,
         protocol,
         connections,
         url: plan.all_urls.clone(),

@@ -52,6 +52,8 @@ pub struct Shard {
     pub max_latency_us: u64,
     /// Events per name over the whole run.
     pub names: Vec<(Box<[u8]>, u64)>,
+    /// Time from a stream's end to the first event after its reconnection, microseconds.
+    pub reconnect: Histogram<u64>,
 }
 
 impl Default for Shard {
@@ -60,6 +62,7 @@ impl Default for Shard {
             latency: new_histogram(),
             max_latency_us: 0,
             names: Vec::new(),
+            reconnect: new_histogram(),
         }
     }
 }
@@ -72,6 +75,10 @@ impl Shard {
     pub fn record_latency(&mut self, us: u64) {
         self.latency.saturating_record(us);
         self.max_latency_us = self.max_latency_us.max(us);
+    }
+
+    pub fn record_reconnect(&mut self, us: u64) {
+        self.reconnect.saturating_record(us);
     }
 
     pub fn count_name(&mut self, name: &[u8]) {
@@ -105,6 +112,7 @@ pub fn new_shard() -> Arc<Mutex<Shard>> {
 #[derive(Debug)]
 pub struct Merged {
     pub latency: Histogram<u64>,
+    pub reconnect: Histogram<u64>,
     pub max_latency_us: u64,
     pub names: BTreeMap<String, u64>,
 }
@@ -112,6 +120,7 @@ pub struct Merged {
 pub fn merged() -> Merged {
     let mut out = Merged {
         latency: new_histogram(),
+        reconnect: new_histogram(),
         max_latency_us: 0,
         names: BTreeMap::new(),
     };
@@ -119,6 +128,9 @@ pub fn merged() -> Merged {
         let shard = lock(shard);
         out.latency
             .add(&shard.latency)
+            .expect("shards share the histogram bounds");
+        out.reconnect
+            .add(&shard.reconnect)
             .expect("shards share the histogram bounds");
         out.max_latency_us = out.max_latency_us.max(shard.max_latency_us);
         for (name, n) in &shard.names {
@@ -261,6 +273,8 @@ pub struct Report {
     pub reconnects: u64,
     pub reconnect_snapshots: u64,
     pub reconnect_max_ms: f64,
+    /// Percentiles of the reconnection times (`max` is `reconnect_max_ms`).
+    pub reconnect: Option<Latency>,
     pub run_time_s: f64,
     /// Why the run ended early, if it did.
     pub ended_early: Option<String>,
@@ -291,6 +305,18 @@ impl Report {
             p90: ms(h.value_at_quantile(0.90)),
             p99: ms(h.value_at_quantile(0.99)),
             max: ms(merged.max_latency_us),
+            samples: h.len(),
+        })
+    }
+
+    /// Reconnection-time percentiles from a merged histogram, with the exact longest.
+    pub fn reconnect_from(merged: &Merged, max_us: u64) -> Option<Latency> {
+        let h = &merged.reconnect;
+        (!h.is_empty()).then(|| Latency {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(max_us),
             samples: h.len(),
         })
     }
@@ -341,6 +367,9 @@ impl Report {
             "reconnects": self.reconnects,
             "reconnect_snapshots": self.reconnect_snapshots,
             "reconnect_max_ms": round3(self.reconnect_max_ms),
+            "reconnect_ms": self.reconnect.map(|r| {
+                json!({"p50": r.p50, "p90": r.p90, "p99": r.p99, "max": r.max, "samples": r.samples})
+            }),
             "protocol_errors": self.protocol_errors,
             "failures": failures,
             "events_total": self.events_total,
@@ -419,9 +448,11 @@ impl Report {
             row(
                 "reconnects",
                 format!(
-                    "{} (began with a snapshot: {}, longest to first event: {:.1} ms)",
+                    "{} (began with a snapshot: {}; end to first event p50 {:.1} / p99 {:.1} / max {:.1} ms)",
                     group(self.reconnects),
                     group(self.reconnect_snapshots),
+                    self.reconnect.map_or(0.0, |r| r.p50),
+                    self.reconnect.map_or(0.0, |r| r.p99),
                     self.reconnect_max_ms
                 ),
             );
@@ -482,6 +513,7 @@ mod tests {
             reconnects: 0,
             reconnect_snapshots: 0,
             reconnect_max_ms: 0.0,
+            reconnect: None,
             run_time_s: 3.2,
             ended_early: None,
         }
