@@ -81,14 +81,15 @@ pin 1 "$LOAD" --url "http://127.0.0.1:$((BASE_PORT + 1))/quotes" \
   --clients "$CLIENTS" --ramp "$RAMP" --duration "$DURATION" --reconnect --retry-ms "$RETRY_MS" \
   --json-only --quiet &
 load=$!
+pids+=("$load")
 sleep "$KILL_AT"
-kill -KILL "${edges[0]}"
+kill -KILL "${edges[0]}" || echo "failover.sh: the edge to kill had already stopped" >&2
 echo "failover.sh: killed the edge on port $((BASE_PORT + 1)) at t=${KILL_AT}s" >&2
 wait "$load"
 for i in 2 3; do
   metrics="$LOGDIR/metrics-$i.txt"
-  curl -s "http://127.0.0.1:$((BASE_PORT + i))/metrics" >"$metrics"
-  delay=$(python3 scripts/prom_quantiles.py /dev/null "$metrics" tickcast_upstream_delay_seconds)
-  lag=$(grep -E '^tickcast_upstream_(lag_seq|lag_ms|rebuilds_total)' "$metrics" | tr '\n' ' ')
+  curl -s "http://127.0.0.1:$((BASE_PORT + i))/metrics" >"$metrics" || true
+  delay=$(python3 scripts/prom_quantiles.py /dev/null "$metrics" tickcast_upstream_delay_seconds || echo null)
+  lag=$(grep -E '^tickcast_upstream_(lag_seq|lag_ms|rebuilds_total)' "$metrics" | tr '\n' ' ' || true)
   echo "edge $((BASE_PORT + i)): publish to edge $delay; $lag" >&2
 done

@@ -1055,3 +1055,43 @@ async fn the_simulator_serves_status_only_within_its_connection_caps() {
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
     assert!(refused.contains("too_many_connections"), "{refused}");
 }
+
+/// SIGTERM on an edge ends its open streams cleanly (the chunked body's last chunk), however
+/// quickly its reader of the stream stops, and the edge exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_an_edges_streams_cleanly() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut cluster) = Cluster::start(&[]).await else {
+        return;
+    };
+    let mut edge = cluster.edges.remove(0);
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut socket = tokio::net::TcpStream::connect(&edge.addr).await.unwrap();
+        socket
+            .write_all(b"GET /quotes HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        streams.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    edge.signal("TERM");
+    for (i, mut socket) in streams.into_iter().enumerate() {
+        let mut body = Vec::new();
+        tokio::time::timeout(STEP, socket.read_to_end(&mut body))
+            .await
+            .expect("the stream ends in time")
+            .expect("the stream ends without a reset");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("HTTP/1.1 200"), "stream {i}: {text:.200}");
+        assert!(
+            body.ends_with(b"\r\n0\r\n\r\n"),
+            "stream {i} ends with the last chunk"
+        );
+    }
+    let status = tokio::time::timeout(STEP, edge.child.wait())
+        .await
+        .expect("the edge exits in time")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", edge.log_text());
+}

@@ -81,6 +81,7 @@ pub async fn run(
         epoch: String::new(),
         newest: 0,
         bars_loaded: false,
+        lost_redis: false,
     };
     tokio::pin!(shutdown_signal);
     tokio::select! {
@@ -109,16 +110,21 @@ pub async fn run(
     ));
     let serving = server::serve(listener, app, &mut shutdown_signal);
     tokio::pin!(serving);
-    let outcome = tokio::select! {
-        () = &mut serving => Ok(()),
+    let (served, outcome) = tokio::select! {
+        () = &mut serving => (true, Ok(())),
         done = following => {
-            let outcome = done.ok().flatten().unwrap_or(Ok(()));
+            let outcome = match done {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => Err(ClusterError::Reader("its runtime could not start".into())),
+                Err(e) => Err(ClusterError::Reader(e.to_string())),
+            };
             trigger.fire();
-            outcome
+            (false, outcome)
         }
     };
-    if outcome.is_err() {
-        // The follower stopped for good: end the server too.
+    if !served {
+        // The reader stopped first, on shutdown or for good: the server still ends its
+        // streams and lets connections close (its own grace), instead of being dropped.
         let _ = tokio::time::timeout(Duration::from_secs(6), serving).await;
     }
     let _ = tokio::join!(heartbeat, load_meter);
@@ -144,6 +150,8 @@ struct Follower {
     /// Newest seq in the feed; also how far the bar store has followed.
     newest: u64,
     bars_loaded: bool,
+    /// Redis failed since the last connection was opened: the next one is a reconnection.
+    lost_redis: bool,
 }
 
 impl Follower {
@@ -396,7 +404,7 @@ impl Follower {
     async fn cmd(&mut self) -> Result<&mut MultiplexedConnection, Failure> {
         if self.cmd.is_none() {
             let con = stream::connect(&self.client, stream::RESPONSE_TIMEOUT).await?;
-            if self.status.state() != UpstreamState::Starting {
+            if std::mem::take(&mut self.lost_redis) {
                 self.status.reconnected();
             }
             self.cmd = Some(con);
@@ -416,6 +424,7 @@ impl Follower {
         self.status.set_state(UpstreamState::RedisDown);
         self.cmd = None;
         self.block = None;
+        self.lost_redis = true;
     }
 }
 

@@ -54,6 +54,8 @@ pub enum ClusterError {
     Simulation(#[from] crate::market::simulator::SimError),
     #[error("cannot open web directory: {0}")]
     WebDir(#[source] std::io::Error),
+    #[error("the edge's reader of the stream stopped: {0}")]
+    Reader(String),
 }
 
 /// Where a node stands with its upstream.

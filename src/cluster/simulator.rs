@@ -65,7 +65,12 @@ pub async fn run(
         .map_err(ClusterError::WebDir)?;
     let status = app.upstream.clone();
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "simulator listening on http://{addr} (/healthz and /metrics only)");
+        let scheme = if app.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(%addr, "simulator listening on {scheme}://{addr} (/healthz and /metrics only)");
     }
     // The status routes get the same connection bounds as any node's ([`server::serve`]).
     let http = {

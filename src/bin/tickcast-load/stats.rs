@@ -448,12 +448,13 @@ impl Report {
             row(
                 "reconnects",
                 format!(
-                    "{} (began with a snapshot: {}; end to first event p50 {:.1} / p99 {:.1} / max {:.1} ms)",
+                    "{} (began with a snapshot: {}; end to first event {})",
                     group(self.reconnects),
                     group(self.reconnect_snapshots),
-                    self.reconnect.map_or(0.0, |r| r.p50),
-                    self.reconnect.map_or(0.0, |r| r.p99),
-                    self.reconnect_max_ms
+                    self.reconnect.map_or("-".to_string(), |r| format!(
+                        "p50 {:.1} / p99 {:.1} / max {:.1} ms",
+                        r.p50, r.p99, r.max
+                    )),
                 ),
             );
         }
