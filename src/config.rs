@@ -154,10 +154,15 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
 
-    /// Redis of a cluster, as `redis://[user:password@]host[:port][/db]` (simulator and
-    /// edge roles).
+    /// Redis of a cluster, as `redis://[user:password@]host[:port][/db]`, or `rediss://...`
+    /// for TLS (simulator and edge roles).
     #[arg(long, env = "TICKCAST_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
+
+    /// For a `rediss://` URL: trust the CA certificates in this PEM file (a private CA, or the
+    /// server's own self-signed certificate) instead of the system's store.
+    #[arg(long, env = "TICKCAST_REDIS_CA", value_name = "PEM")]
+    pub redis_ca: Option<PathBuf>,
 
     /// Name of the feed in Redis: one simulator and its edges share it; several feeds can
     /// share one Redis.
@@ -338,8 +343,12 @@ pub enum ConfigError {
     RedisMissing(&'static str),
     #[error("--redis is only for --role simulator or edge")]
     RedisUnused,
-    #[error("--redis is not a Redis URL (redis://host:port): {0}")]
+    #[error("--redis is not a Redis URL (redis://host:port or rediss://host:port): {0}")]
     RedisUrl(String),
+    #[error("--redis-ca is for a rediss:// URL (Redis over TLS)")]
+    RedisCaUnused,
+    #[error("--redis-ca {path}: {problem}")]
+    RedisCa { path: PathBuf, problem: String },
     #[error("--feed must be 1 to 64 letters, digits, '-', '_' or '.', got {0:?}")]
     FeedName(String),
     #[error("--stream-retention must be between 1000 and 100000000, got {0}")]
@@ -440,6 +449,20 @@ impl Config {
                 crate::cluster::stream::check_url(url).map_err(ConfigError::RedisUrl)?;
             }
         }
+        if let Some(path) = &self.redis_ca {
+            let tls = self
+                .redis
+                .as_deref()
+                .is_some_and(|u| u.starts_with("rediss://"));
+            if !tls {
+                return Err(ConfigError::RedisCaUnused);
+            }
+            self.redis_ca_pem()
+                .map_err(|problem| ConfigError::RedisCa {
+                    path: path.clone(),
+                    problem,
+                })?;
+        }
         let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         if self.feed.is_empty() || self.feed.len() > 64 || !self.feed.chars().all(name_ok) {
             return Err(ConfigError::FeedName(self.feed.chars().take(64).collect()));
@@ -451,6 +474,24 @@ impl Config {
             return Err(ConfigError::UpstreamBuffer(self.upstream_buffer));
         }
         Ok(())
+    }
+
+    /// The PEM text of `--redis-ca`, if given: read, and checked to hold a certificate.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no PEM certificate.
+    pub fn redis_ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(path) = &self.redis_ca else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+        let has_certificate = pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----");
+        if !has_certificate {
+            return Err("holds no PEM certificate".into());
+        }
+        Ok(Some(pem))
     }
 
     /// Seq of the run's first event: `--first-seq`, or `now_ms` (wall-clock epoch ms at
@@ -625,5 +666,33 @@ mod tests {
             parse(&["--role", "edge", "--redis", "redis://127.0.0.1:6379/2"]).validate(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_redis_ca_needs_tls_and_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("tickcast-redis-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (good, bad) = (dir.join("ca.pem"), dir.join("not.pem"));
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&good, cert.cert.pem()).unwrap();
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let edge = |url: &str, ca: &std::path::Path| {
+            let ca = ca.to_str().unwrap().to_owned();
+            parse(&["--role", "edge", "--redis", url, "--redis-ca", &ca]).validate()
+        };
+        assert_eq!(edge("rediss://127.0.0.1:6380", &good), Ok(()));
+        assert_eq!(
+            edge("redis://127.0.0.1:6379", &good),
+            Err(ConfigError::RedisCaUnused)
+        );
+        assert!(matches!(
+            edge("rediss://127.0.0.1:6380", &bad),
+            Err(ConfigError::RedisCa { problem, .. }) if problem == "holds no PEM certificate"
+        ));
+        assert!(matches!(
+            edge("rediss://127.0.0.1:6380", &dir.join("missing.pem")),
+            Err(ConfigError::RedisCa { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -62,6 +62,36 @@ impl Redis {
         Some(redis)
     }
 
+    /// Starts one that speaks only TLS on its port (`cert` and `key`: PEM files), or `None`
+    /// as [`Redis::start`].
+    async fn start_tls(cert: &str, key: &str) -> Option<Redis> {
+        let plain = Redis::start().await?;
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--tls-cert-file", cert, "--tls-key-file", key])
+            .args(["--tls-auth-clients", "no"])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        drop(plain);
+        let addr = format!("127.0.0.1:{port}");
+        tokio::time::timeout(STEP, async {
+            while tokio::net::TcpStream::connect(&addr).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("redis-server listens for TLS in time (is it built with TLS?)");
+        Some(Redis {
+            port,
+            child: Some(child),
+        })
+    }
+
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -1094,4 +1124,66 @@ async fn sigterm_ends_an_edges_streams_cleanly() {
         .expect("the edge exits in time")
         .unwrap();
     assert_eq!(status.code(), Some(0), "{}", edge.log_text());
+}
+
+/// `rediss://`: a simulator and an edge reach a redis-server that speaks only TLS, trusting
+/// its self-signed certificate with `--redis-ca`, and the edge streams the feed; an edge
+/// without `--redis-ca` cannot verify the server (not in the system's store), says so, and
+/// never becomes ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_reaches_redis_over_tls() {
+    let _serial = SERIAL.lock().await;
+    let dir = std::env::temp_dir().join(format!("tickcast-rediss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let cert: &'static str = Box::leak(cert.to_str().unwrap().to_owned().into_boxed_str());
+    let Some(redis) = Redis::start_tls(cert, key.to_str().unwrap()).await else {
+        return;
+    };
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let simulator = start_simulator(&url, &["--redis-ca", cert]).await;
+    simulator.wait_state("up").await;
+    let edge = Node::start(&["--role", "edge", "--redis", &url, "--redis-ca", cert]).await;
+    edge.wait_state("up").await;
+    let mut sse = Sse::connect(&edge.url("/quotes"), None).await;
+    assert_eq!(sse.next().await.unwrap().event, "snapshot");
+    let mut last = 0;
+    for _ in 0..200 {
+        let id = sse.next_with_id().await.id.unwrap();
+        assert!(id > last, "ids increase");
+        last = id;
+    }
+
+    let mut untrusting = Command::new(BIN)
+        .args(["--addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--symbols", SYMBOLS, "--role", "edge", "--redis", &url])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(untrusting.stderr.take().unwrap()).lines();
+    let refused = tokio::time::timeout(STEP, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            assert!(
+                !line.contains("listening"),
+                "an edge that cannot verify Redis serves nothing"
+            );
+            if line.contains("Redis unavailable") {
+                return line;
+            }
+        }
+        panic!("the untrusting edge exited");
+    })
+    .await
+    .expect("the untrusting edge says why it cannot start");
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    let _ = untrusting.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,11 +56,7 @@ pub async fn run(
     specs: Vec<SymbolSpec>,
     shutdown_signal: impl Future<Output = ()>,
 ) -> Result<(), ClusterError> {
-    let url = config.redis.clone().unwrap_or_default();
-    let client = stream::client(&url).map_err(|source| ClusterError::Redis {
-        url: url.clone(),
-        source,
-    })?;
+    let client = stream::client_for(&config)?;
     let (trigger, stop) = shutdown::channel();
     // Scenarios are the simulator's business; an edge answers POST /scenario with 503.
     let (scenarios, _none) = publisher::scenario_channel();

@@ -56,6 +56,11 @@ pub enum ClusterError {
     WebDir(#[source] std::io::Error),
     #[error("the edge's reader of the stream stopped: {0}")]
     Reader(String),
+    #[error("--redis-ca {}: {problem}", path.display())]
+    RedisCa {
+        path: std::path::PathBuf,
+        problem: String,
+    },
 }
 
 /// Where a node stands with its upstream.

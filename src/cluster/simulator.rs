@@ -48,12 +48,7 @@ pub async fn run(
     specs: Vec<SymbolSpec>,
     shutdown_signal: impl Future<Output = ()>,
 ) -> Result<(), ClusterError> {
-    let url = config.redis.clone().unwrap_or_default();
-    let redis_error = |source| ClusterError::Redis {
-        url: url.clone(),
-        source,
-    };
-    let client = stream::client(&url).map_err(redis_error)?;
+    let client = stream::client_for(&config)?;
     let keys = Keys::new(&config.feed);
     let writer = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
     let (trigger, stop) = shutdown::channel();

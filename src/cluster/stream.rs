@@ -44,18 +44,64 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// # Errors
 /// What is wrong with it, in one line.
 pub fn check_url(url: &str) -> Result<(), String> {
-    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-        return Err(format!("{url:?} does not start with redis://"));
+    let schemes = ["redis://", "rediss://", "unix://"];
+    if !schemes.iter().any(|s| url.starts_with(s)) {
+        return Err(format!("{url:?} does not start with redis:// or rediss://"));
     }
     Client::open(url).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// A client for `url` (checked by [`check_url`] at start-up).
+/// A client for `url` (checked by [`check_url`] at start-up). A `rediss://` URL connects with
+/// TLS (rustls), verifying the server against `ca` (PEM) if given, else the system's store.
 ///
 /// # Errors
-/// An invalid URL.
-pub fn client(url: &str) -> RedisResult<Client> {
-    Client::open(url)
+/// An invalid URL or CA certificate.
+pub fn client(url: &str, ca: Option<Vec<u8>>) -> RedisResult<Client> {
+    match ca {
+        Some(root_cert) => Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        ),
+        None => Client::open(url),
+    }
+}
+
+/// The client of a node's `--redis` and `--redis-ca`.
+///
+/// # Errors
+/// The URL or the CA file cannot be used (both were checked at start-up).
+pub fn client_for(config: &crate::config::Config) -> Result<Client, super::ClusterError> {
+    let url = config.redis.clone().unwrap_or_default();
+    let ca = config
+        .redis_ca_pem()
+        .map_err(|problem| super::ClusterError::RedisCa {
+            path: config.redis_ca.clone().unwrap_or_default(),
+            problem,
+        })?;
+    client(&url, ca).map_err(|source| super::ClusterError::Redis {
+        url: redacted(&url),
+        source,
+    })
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A connection whose every answer must come within `response`: [`RESPONSE_TIMEOUT`] for
@@ -649,6 +695,27 @@ fn parse_clock(text: &str) -> Option<ClockAnchor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_messages_hide_the_password() {
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/2"),
+            "redis://127.0.0.1:6379/2"
+        );
+        assert_eq!(
+            redacted("rediss://app:s3cret@redis.example:6380/0"),
+            "rediss://app:***@redis.example:6380/0"
+        );
+        assert_eq!(redacted("redis://:s3cret@h"), "redis://:***@h");
+        assert_eq!(redacted("no scheme"), "no scheme");
+    }
+
+    #[test]
+    fn tls_urls_are_accepted() {
+        assert!(check_url("rediss://127.0.0.1:6380").is_ok());
+        assert!(check_url("redis://127.0.0.1:6379/1").is_ok());
+        assert!(check_url("http://127.0.0.1").is_err());
+    }
 
     #[test]
     fn the_frame_index_and_latest_entries_read_back() {
