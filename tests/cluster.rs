@@ -5,6 +5,8 @@
 //! The tests run one at a time (they share two cores with everything else) and each is
 //! bounded: the feed runs at about 1,600 events a second so that thousands pass in seconds.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -36,12 +38,24 @@ fn free_port() -> u16 {
 struct Redis {
     port: u16,
     child: Option<Child>,
+    /// Certificate and key files: TLS only, on `port`.
+    tls: Option<(String, String)>,
 }
 
 impl Redis {
     /// Starts one, or `None` (with a loud message) if `redis-server` is not installed; under
     /// `CI=true` a missing one fails the test.
     async fn start() -> Option<Redis> {
+        Redis::start_with(None).await
+    }
+
+    /// Starts one that speaks only TLS on its port (`cert` and `key`: PEM files), or `None`
+    /// as [`Redis::start`].
+    async fn start_tls(cert: &str, key: &str) -> Option<Redis> {
+        Redis::start_with(Some((cert.to_owned(), key.to_owned()))).await
+    }
+
+    async fn start_with(tls: Option<(String, String)>) -> Option<Redis> {
         let found = std::process::Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -57,44 +71,23 @@ impl Redis {
         let mut redis = Redis {
             port: free_port(),
             child: None,
+            tls,
         };
         redis.spawn().await;
         Some(redis)
     }
 
-    /// Starts one that speaks only TLS on its port (`cert` and `key`: PEM files), or `None`
-    /// as [`Redis::start`].
-    async fn start_tls(cert: &str, key: &str) -> Option<Redis> {
-        let plain = Redis::start().await?;
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--tls-cert-file", cert, "--tls-key-file", key])
-            .args(["--tls-auth-clients", "no"])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
-        drop(plain);
-        let addr = format!("127.0.0.1:{port}");
-        tokio::time::timeout(STEP, async {
-            while tokio::net::TcpStream::connect(&addr).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("redis-server listens for TLS in time (is it built with TLS?)");
-        Some(Redis {
-            port,
-            child: Some(child),
-        })
-    }
-
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some((cert, key)) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .args(["--tls-cert-file", cert, "--tls-key-file", key])
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -135,18 +128,8 @@ struct Node {
 impl Node {
     /// Starts the binary with `args` and waits until it listens.
     async fn start(args: &[&str]) -> Node {
-        let port = free_port().to_string();
-        let addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
-            .args(["--addr", &addr, "--symbols", SYMBOLS])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = tickcast(&addr, args, "info").spawn().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -240,6 +223,20 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The binary on `addr` with the test symbols, `args` and `RUST_LOG=log`, its log on a pipe.
+fn tickcast(addr: &str, args: &[&str], log: &str) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--addr", addr, "--symbols", SYMBOLS])
+        .args(args)
+        .env("RUST_LOG", log)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
 }
 
 /// The value of the sample of a /metrics page whose line starts with `name`.
@@ -737,16 +734,9 @@ async fn a_second_simulator_is_refused_and_the_feed_has_no_gap() {
         ids
     });
     let args = simulator_args(&cluster.redis.url(), &[]);
-    let second = Command::new(BIN)
-        .args(["--addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--symbols", SYMBOLS])
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let second = tickcast(&addr, &args, "warn").output();
     let out = tokio::time::timeout(STEP, second)
         .await
         .expect("the second simulator gives up in time")
@@ -1073,14 +1063,41 @@ async fn the_simulator_serves_status_only_within_its_connection_caps() {
         );
     }
     assert!(ask(get("/healthz")).await.starts_with("HTTP/1.1 200"));
-    // Two idle connections take the address's two places; the third is refused.
-    let _first = tokio::net::TcpStream::connect(&simulator.addr)
-        .await
-        .unwrap();
-    let _second = tokio::net::TcpStream::connect(&simulator.addr)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two kept-alive connections take the address's two places (each answered once, so it is
+    // surely admitted, not refused while earlier connections were still being let go); the
+    // third is refused.
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + STEP;
+    while held.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two connections admitted in time"
+        );
+        let mut socket = tokio::net::TcpStream::connect(&simulator.addr)
+            .await
+            .unwrap();
+        socket
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let admitted = loop {
+            if answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"}") {
+                break true;
+            }
+            match tokio::time::timeout(STEP, socket.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                // Refused while an earlier connection was still being let go: try again.
+                _ => break false,
+            }
+        };
+        if admitted {
+            held.push(socket);
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let refused = ask(get("/healthz")).await;
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
     assert!(refused.contains("too_many_connections"), "{refused}");
@@ -1133,15 +1150,9 @@ async fn sigterm_ends_an_edges_streams_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_reaches_redis_over_tls() {
     let _serial = SERIAL.lock().await;
-    let dir = std::env::temp_dir().join(format!("tickcast-rediss-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let generated = rcgen::generate_simple_self_signed(names).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
-    let cert: &'static str = Box::leak(cert.to_str().unwrap().to_owned().into_boxed_str());
-    let Some(redis) = Redis::start_tls(cert, key.to_str().unwrap()).await else {
+    let (dir, cert, key) = common::write_cert("tickcast-rediss");
+    let cert: &'static str = Box::leak(cert.into_boxed_str());
+    let Some(redis) = Redis::start_tls(cert, &key).await else {
         return;
     };
     let url = format!("rediss://127.0.0.1:{}", redis.port);
@@ -1158,14 +1169,8 @@ async fn a_cluster_reaches_redis_over_tls() {
         last = id;
     }
 
-    let mut untrusting = Command::new(BIN)
-        .args(["--addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--symbols", SYMBOLS, "--role", "edge", "--redis", &url])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut untrusting = tickcast(&addr, &["--role", "edge", "--redis", &url], "warn")
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(untrusting.stderr.take().unwrap()).lines();

@@ -229,22 +229,9 @@ async fn refuses_bad_arguments() {
     assert_refused(&load(&["--clients", "1"]).await, "--url");
 }
 
-/// A certificate for localhost and 127.0.0.1 written as PEM files; (dir, cert, key).
-fn write_cert() -> (std::path::PathBuf, String, String) {
-    let dir = std::env::temp_dir().join(format!("tickcast-load-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let generated = rcgen::generate_simple_self_signed(names).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
-    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
-    (dir, path(cert), path(key))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_the_same_way_over_https_http2_and_h2c() {
-    let (dir, cert, key) = write_cert();
+    let (dir, cert, key) = common::write_cert("tickcast-load-tls");
     let flags = ["--seed", "1", "--rate", "5", "--flush-ms", "50"];
     let mut tls_flags = flags.to_vec();
     tls_flags.extend_from_slice(&["--tls-cert", &cert, "--tls-key", &key]);

@@ -237,3 +237,17 @@ pub async fn metric(base_url: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1 written as PEM files in a fresh
+/// directory of the temp dir named `name` and the process id: (dir, cert path, key path).
+pub fn write_cert(name: &str) -> (std::path::PathBuf, String, String) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    (dir, path(cert), path(key))
+}
