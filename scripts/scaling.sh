@@ -69,14 +69,8 @@ done
 # Both processes need a descriptor per connection.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-SERVER_PIN=()
-LOAD_PIN=()
-if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-  SERVER_PIN=(taskset -c 0)
-  LOAD_PIN=(taskset -c 1)
-else
-  echo "scaling.sh: taskset missing or fewer than 2 cores: running unpinned" >&2
-fi
+source scripts/bench_lib.sh
+pin_cores scaling.sh
 
 echo "== building release binaries" >&2
 cargo build --release --bin tickcast --bin tickcast-load >&2
@@ -84,20 +78,6 @@ cargo build --release --bin tickcast --bin tickcast-load >&2
 SERVER_PID=""
 SIM_PID=""
 REDIS_PID=""
-# Stops the process whose pid is in the named variable (TERM, then KILL after 10 s).
-stop_pid() {
-  local pid=${!1}
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  printf -v "$1" '%s' ""
-}
 stop_server() {
   stop_pid SERVER_PID
   stop_pid SIM_PID
@@ -134,11 +114,6 @@ wait_healthy() {
 # Saves the /metrics page of the server under load to $1 (empty if it cannot be read).
 scrape() {
   curl -fsS --max-time 2 "http://${ADDR}/metrics" >"$1" 2>/dev/null || : >"$1"
-}
-
-# utime + stime of a process, in clock ticks.
-cpu_ticks() {
-  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || true
 }
 
 mkdir -p "$(dirname "$OUT")"
@@ -195,8 +170,8 @@ for flush in $FLUSH; do
     scrape "$LOGDIR/metrics0-$tag.txt"
     cpu0=$(cpu_ticks "$SERVER_PID"); t0=$(date +%s.%N)
     sleep "$((DURATION / 2 - 1))"
-    rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || true)
-    rss_kib=${rss_kib:-null}
+    rss=$(rss_kib "$SERVER_PID")
+    rss=${rss:-null}
     sleep "$((DURATION - DURATION / 2 - 1))"
     cpu1=$(cpu_ticks "$SERVER_PID"); t1=$(date +%s.%N)
     scrape "$LOGDIR/metrics1-$tag.txt"
@@ -205,8 +180,7 @@ for flush in $FLUSH; do
       delay=$(python3 scripts/prom_quantiles.py "$LOGDIR/metrics0-$tag.txt" \
         "$LOGDIR/metrics1-$tag.txt" tickcast_upstream_delay_seconds 2>/dev/null || echo null)
     fi
-    server_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
-      'BEGIN { if (a == "" || b == "" || t1 <= t0) print "null"; else printf "%.3f", (b - a) / hz / (t1 - t0) }')
+    server_cpu=$(cpu_share "$cpu0" "$cpu1" "$t0" "$t1")
 
     load_rc=0
     wait "$load_pid" || load_rc=$?
@@ -222,7 +196,7 @@ for flush in $FLUSH; do
       echo "scaling.sh: tickcast-load exited $load_rc (recorded anyway)" >&2
     fi
     printf '{"role":"%s","flush_ms":%s,"rate":%s,"rss_kib":%s,"server_cpu":%s,"upstream_delay_ms":%s,"load_exit":%s,%s\n' \
-      "$role" "$flush" "$RATE" "$rss_kib" "$server_cpu" "$delay" "$load_rc" "${line#\{}" >>"$OUT"
+      "$role" "$flush" "$RATE" "$rss" "$server_cpu" "$delay" "$load_rc" "${line#\{}" >>"$OUT"
     echo "   $(tail -n 1 "$OUT" | cut -c1-200)" >&2
    done
   done

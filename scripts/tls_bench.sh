@@ -41,36 +41,17 @@ for m in $MODES; do
 done
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-SERVER_PIN=()
-LOAD_PIN=()
-if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-  SERVER_PIN=(taskset -c 0)
-  LOAD_PIN=(taskset -c 1)
-else
-  echo "tls_bench.sh: taskset missing or fewer than 2 cores: running unpinned" >&2
-fi
+source scripts/bench_lib.sh
+pin_cores tls_bench.sh
 
 echo "== building release binaries" >&2
 cargo build --release --bin tickcast --bin tickcast-load >&2
 
 SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-}
+stop_server() { stop_pid SERVER_PID; }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || true; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 
 mkdir -p "$(dirname "$OUT")"
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/tickcast-tls-bench.XXXXXX")
@@ -115,8 +96,7 @@ for clients in $CLIENTS; do
     steady_kib=$(rss_kib "$SERVER_PID")
     sleep "$((DURATION - DURATION / 2 - 1))"
     cpu1=$(cpu_ticks "$SERVER_PID"); t1=$(date +%s.%N)
-    server_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
-      'BEGIN { if (a == "" || b == "" || t1 <= t0) print "null"; else printf "%.3f", (b - a) / hz / (t1 - t0) }')
+    server_cpu=$(cpu_share "$cpu0" "$cpu1" "$t0" "$t1")
     load_rc=0
     wait "$load_pid" || load_rc=$?
     stop_server
