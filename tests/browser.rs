@@ -15,24 +15,19 @@
 #[path = "common/browser.rs"]
 mod browser_support;
 mod common;
-use browser_support::{
-    browser_tools, free_port, shout, target_dir, wait_until_serving, Driver, Tools,
-};
+use browser_support::{browser_tools, cmd, js, shout, target_dir, Browser, Tools, COMMAND};
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use warp::http::Method;
 
-/// Longest any single browser command may take.
-const COMMAND: Duration = Duration::from_secs(15);
 /// Longest a condition on the page may take to become true.
 const WAIT: Duration = Duration::from_secs(12);
 
@@ -49,7 +44,7 @@ async fn dashboard_streams_quotes_and_resubscribes_on_one_event_source() {
     let server = common::start(&server_args(false)).await;
     // Some minutes of bars for the page to load as history.
     wait_for_bars(&server, "AAPL", 5).await;
-    let browser = Browser::launch(&tools, "dashboard", (1600, 1000)).await;
+    let browser = launch(&tools, "dashboard", (1600, 1000)).await;
     let c = &browser.client;
 
     // 1. The page loads, and a row with a price appears for each requested symbol.
@@ -373,7 +368,7 @@ async fn dashboard_reconnects_after_server_restart_without_reload() {
     let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let server = common::start(&server_args(true)).await;
     let addr = server.addr;
-    let browser = Browser::launch(&tools, "restart", (1280, 900)).await;
+    let browser = launch(&tools, "restart", (1280, 900)).await;
     let c = &browser.client;
 
     // Lower case is fine, an unknown symbol is left out (and said so), duplicates collapse.
@@ -489,7 +484,7 @@ async fn dashboard_shows_halts_the_tape_and_the_market_clock() {
     ])
     .await;
     wait_for_bars(&server, "AAPL", 3).await;
-    let browser = Browser::launch(&tools, "halt", (1400, 900)).await;
+    let browser = launch(&tools, "halt", (1400, 900)).await;
     let c = &browser.client;
 
     // 1. The chart is drawn from /bars before the first live bar, and its bars are the server's.
@@ -698,7 +693,7 @@ async fn dashboard_works_with_a_token_required() {
     let mut args = server_args(false);
     args.extend(["--jwt-secret", JWT_SECRET]);
     let server = common::start(&args).await;
-    let browser = Browser::launch(&tools, "token", (1280, 900)).await;
+    let browser = launch(&tools, "token", (1280, 900)).await;
     let c = &browser.client;
 
     // Without a token the page cannot even load the symbol table, and says why.
@@ -823,7 +818,7 @@ fetch('{base}/snapshot?symbols=AAPL').then(r => r.json()).then(
         base = format!("http://{}", server.addr)
     );
     let pages = [serve_page(allowed, page.clone()), serve_page(denied, page)];
-    let browser = Browser::launch(&tools, "cors", (800, 600)).await;
+    let browser = launch(&tools, "cors", (800, 600)).await;
     let c = &browser.client;
     let result = "return window.result";
 
@@ -990,91 +985,16 @@ return { ms: timed.ms, applied: timed.applied, renders: timed.renders, chunkedMs
 
 // ---- browser ---------------------------------------------------------------------------------
 
-struct Browser {
-    client: Client,
-    _driver: Driver,
-}
-
-impl Browser {
-    /// Starts chromedriver and a chromium session; `name` names chromedriver's log in
-    /// `target/browser-tests/`.
-    async fn launch(tools: &Tools, name: &str, (width, height): (u32, u32)) -> Browser {
-        use std::os::unix::process::CommandExt as _;
-        let port = free_port();
-        let target = target_dir();
-        let profile =
-            std::env::temp_dir().join(format!("tickcast-browser-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&profile);
-        std::fs::create_dir_all(&profile).unwrap();
-        let logs = target.join("browser-tests");
-        std::fs::create_dir_all(&logs).unwrap();
-        let log = logs.join(format!("chromedriver-{name}.log"));
-        let child = Command::new(&tools.chromedriver)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", tools.chromedriver.display()));
-        let driver = Driver { child, profile };
-        let webdriver = format!("http://127.0.0.1:{port}");
-        wait_until_serving(&webdriver).await;
-
-        let args = [
-            "--headless=new".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--no-default-browser-check".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-extensions".into(),
-            "--hide-scrollbars".into(),
-            "--force-device-scale-factor=1".into(),
-            format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", driver.profile.display()),
-        ];
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": tools.chromium,
-                "args": args,
-            },
-            "goog:loggingPrefs": {"browser": "ALL"},
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        let client = tokio::time::timeout(
-            Duration::from_secs(30),
-            ClientBuilder::new(HttpConnector::new())
-                .capabilities(caps)
-                .connect(&webdriver),
-        )
-        .await
-        .expect("chromium starts within 30 s")
-        .unwrap_or_else(|e| panic!("start a chromium session through chromedriver: {e}"));
-        let browser = Browser {
-            client,
-            _driver: driver,
-        };
-        cdp(
-            &browser.client,
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": HOOKS_JS }),
-        )
-        .await;
-        browser
-    }
-
-    async fn close(self) {
-        let _ = tokio::time::timeout(COMMAND, self.client.close()).await;
-    }
+/// A browser whose pages record their EventSources and errors ([`HOOKS_JS`]).
+async fn launch(tools: &Tools, name: &str, size: (u32, u32)) -> Browser {
+    let browser = Browser::launch(tools, name, size, false).await;
+    cdp(
+        &browser.client,
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": HOOKS_JS }),
+    )
+    .await;
+    browser
 }
 
 /// [`SERVER_FLAGS`], serving `web/` from disk (`--web-dir`) or from the binary.
@@ -1090,44 +1010,9 @@ fn step(what: &str) {
     println!("browser: {what}");
 }
 
-/// A browser command, bounded in time.
-async fn cmd<T>(
-    command: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
-) -> T {
-    tokio::time::timeout(COMMAND, command)
-        .await
-        .expect("browser command within the time limit")
-        .unwrap_or_else(|e| panic!("browser command failed: {e}"))
-}
-
-/// Runs `script` in the page (a function body; `return` a value).
-async fn js(c: &Client, script: &str) -> Value {
-    cmd(c.execute(script, vec![])).await
-}
-
-/// Polls `script` until `ready` accepts its value; fails with the last value after [`WAIT`].
+/// Polls `script` until `ready` accepts its value, for at most [`WAIT`].
 async fn wait_js(c: &Client, what: &str, script: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value = js(c, script).await;
-        if ready(&value) {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            let errors = js(c, "return window.__errors || []").await;
-            // What the page looked like, for whoever reads the failure.
-            let shot = target_dir().join("browser-tests/failure.png");
-            if let Ok(Ok(png)) = tokio::time::timeout(COMMAND, c.screenshot()).await {
-                let _ = std::fs::write(&shot, png);
-            }
-            panic!(
-                "timed out after {WAIT:?} waiting for {what}; last value: {value}; \
-                 page errors: {errors}; screenshot: {}",
-                shot.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    browser_support::wait_js(c, what, script, WAIT, ready).await
 }
 
 async fn event_sources(c: &Client) -> Value {

@@ -9,18 +9,13 @@
 #[path = "common/browser.rs"]
 mod browser_support;
 mod common;
-use browser_support::{browser_tools, free_port, target_dir, wait_until_serving, Driver, Tools};
+use browser_support::{browser_tools, cmd, js, Browser};
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{json, Value};
-use tokio::time::Instant;
+use fantoccini::Client;
+use serde_json::Value;
 
-/// Longest any single browser command may take.
-const COMMAND: Duration = Duration::from_secs(15);
 /// Longest a condition on the page may take to become true.
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -55,7 +50,7 @@ async fn http2_over_tls_lifts_the_six_streams_per_origin_limit() {
     let mut tls_flags = flags.to_vec();
     tls_flags.push("--tls-self-signed");
     let tls = common::start(&tls_flags).await;
-    let browser = launch(&tools).await;
+    let browser = Browser::launch(&tools, "h2", (1280, 900), true).await;
     let c = &browser.client;
 
     // Plain HTTP/1.1: six connections per origin, so six streams; the others wait.
@@ -85,103 +80,12 @@ async fn http2_over_tls_lifts_the_six_streams_per_origin_limit() {
     assert_eq!(twelve["protocol"], "h2", "{twelve}");
     js(c, CLOSE_JS).await;
 
-    let _ = tokio::time::timeout(COMMAND, browser.client.close()).await;
+    browser.close().await;
     plain.stop().await;
     tls.stop().await;
 }
 
-struct Browser {
-    client: Client,
-    _driver: Driver,
-}
-
-/// Starts chromedriver and a chromium session that accepts the self-signed certificate.
-async fn launch(tools: &Tools) -> Browser {
-    use std::os::unix::process::CommandExt as _;
-    let port = free_port();
-    let profile =
-        std::env::temp_dir().join(format!("tickcast-h2-browser-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).unwrap();
-    let logs = target_dir().join("browser-tests");
-    std::fs::create_dir_all(&logs).unwrap();
-    let child = Command::new(&tools.chromedriver)
-        .arg(format!("--port={port}"))
-        .arg(format!(
-            "--log-path={}",
-            logs.join("chromedriver-h2.log").display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", tools.chromedriver.display()));
-    let driver = Driver { child, profile };
-    let webdriver = format!("http://127.0.0.1:{port}");
-    wait_until_serving(&webdriver).await;
-    let args = [
-        "--headless=new".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-extensions".into(),
-        "--ignore-certificate-errors".into(),
-        format!("--user-data-dir={}", driver.profile.display()),
-    ];
-    let caps = json!({
-        "browserName": "chrome",
-        "acceptInsecureCerts": true,
-        "goog:chromeOptions": { "binary": tools.chromium, "args": args },
-    });
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let client = tokio::time::timeout(
-        Duration::from_secs(30),
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&webdriver),
-    )
-    .await
-    .expect("chromium starts within 30 s")
-    .unwrap_or_else(|e| panic!("start a chromium session through chromedriver: {e}"));
-    Browser {
-        client,
-        _driver: driver,
-    }
-}
-
-/// A browser command, bounded in time.
-async fn cmd<T>(
-    command: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
-) -> T {
-    tokio::time::timeout(COMMAND, command)
-        .await
-        .expect("browser command within the time limit")
-        .unwrap_or_else(|e| panic!("browser command failed: {e}"))
-}
-
-/// Runs `script` in the page (a function body; `return` a value).
-async fn js(c: &Client, script: &str) -> Value {
-    cmd(c.execute(script, vec![])).await
-}
-
-/// Polls `script` until `ready` accepts its value; fails with the last value after [`WAIT`].
+/// Polls `script` until `ready` accepts its value, for at most [`WAIT`].
 async fn wait_js(c: &Client, what: &str, script: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value = js(c, script).await;
-        if ready(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {WAIT:?} for {what}; last: {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    browser_support::wait_js(c, what, script, WAIT, ready).await
 }

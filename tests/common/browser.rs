@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 /// Longest wait for chromedriver to start answering.
@@ -156,4 +159,144 @@ pub fn shout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
+}
+
+/// Longest any single browser command may take.
+pub const COMMAND: Duration = Duration::from_secs(15);
+
+/// A headless chromium session through a chromedriver of its own; both end when it is dropped.
+pub struct Browser {
+    pub client: Client,
+    _driver: Driver,
+}
+
+impl Browser {
+    /// Starts chromedriver (its log in `target/browser-tests/chromedriver-{name}.log`) and a
+    /// chromium session with a window of `size`; `insecure` accepts any certificate (a
+    /// `--tls-self-signed` server).
+    pub async fn launch(
+        tools: &Tools,
+        name: &str,
+        (width, height): (u32, u32),
+        insecure: bool,
+    ) -> Browser {
+        use std::os::unix::process::CommandExt as _;
+        let port = free_port();
+        let profile =
+            std::env::temp_dir().join(format!("tickcast-browser-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let logs = target_dir().join("browser-tests");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = logs.join(format!("chromedriver-{name}.log"));
+        let child = Command::new(&tools.chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", tools.chromedriver.display()));
+        let driver = Driver { child, profile };
+        let webdriver = format!("http://127.0.0.1:{port}");
+        wait_until_serving(&webdriver).await;
+
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--no-default-browser-check".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            "--hide-scrollbars".into(),
+            "--force-device-scale-factor=1".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", driver.profile.display()),
+        ];
+        if insecure {
+            args.push("--ignore-certificate-errors".into());
+        }
+        let caps = json!({
+            "browserName": "chrome",
+            "acceptInsecureCerts": insecure,
+            "goog:chromeOptions": {
+                "binary": tools.chromium,
+                "args": args,
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let client = tokio::time::timeout(
+            Duration::from_secs(30),
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps)
+                .connect(&webdriver),
+        )
+        .await
+        .expect("chromium starts within 30 s")
+        .unwrap_or_else(|e| panic!("start a chromium session through chromedriver: {e}"));
+        Browser {
+            client,
+            _driver: driver,
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(COMMAND, self.client.close()).await;
+    }
+}
+
+/// A browser command, bounded in time.
+pub async fn cmd<T>(
+    command: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+) -> T {
+    tokio::time::timeout(COMMAND, command)
+        .await
+        .expect("browser command within the time limit")
+        .unwrap_or_else(|e| panic!("browser command failed: {e}"))
+}
+
+/// Runs `script` in the page (a function body; `return` a value).
+pub async fn js(c: &Client, script: &str) -> Value {
+    cmd(c.execute(script, vec![])).await
+}
+
+/// Polls `script` until `ready` accepts its value; after `wait` fails with the last value, the
+/// page's recorded errors and a screenshot in `target/browser-tests/failure.png`.
+pub async fn wait_js(
+    c: &Client,
+    what: &str,
+    script: &str,
+    wait: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let value = js(c, script).await;
+        if ready(&value) {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            let errors = js(c, "return window.__errors || []").await;
+            // What the page looked like, for whoever reads the failure.
+            let shot = target_dir().join("browser-tests/failure.png");
+            if let Ok(Ok(png)) = tokio::time::timeout(COMMAND, c.screenshot()).await {
+                let _ = std::fs::write(&shot, png);
+            }
+            panic!(
+                "timed out after {wait:?} waiting for {what}; last value: {value}; \
+                 page errors: {errors}; screenshot: {}",
+                shot.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
