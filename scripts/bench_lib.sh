@@ -1,6 +1,15 @@
 # Shared by the benchmark scripts (sourced, not run): core pinning, stopping what a script
 # started, and reading a process's CPU time and memory from /proc.
 
+# What every benchmark script does first, $1 naming it: a descriptor per connection for
+# every process it starts, the core pinning below, and release builds of both binaries.
+bench_setup() {
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  pin_cores "$1"
+  echo "== building release binaries" >&2
+  cargo build --release --bin tickcast --bin tickcast-load >&2
+}
+
 # SERVER_PIN and LOAD_PIN: the commands that pin the server to core 0 and the load to core 1
 # (empty, with a message naming script $1, without taskset or a second core).
 pin_cores() {

@@ -37,14 +37,11 @@ for v in "$CLIENTS" "$DURATION" "$RAMP" "$KILL_AT" "$RETRY_MS" "$SYMBOLS" "$BASE
 done
 [[ $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "failover.sh: RATE must be a number, got '$RATE'" >&2; exit 2; }
 command -v redis-server >/dev/null || { echo "failover.sh: redis-server is not installed" >&2; exit 2; }
-cargo build --release --bin tickcast --bin tickcast-load >&2
+source scripts/bench_lib.sh
+bench_setup failover.sh
 BIN=target/release/tickcast
 LOAD=target/release/tickcast-load
-# Each process needs a descriptor per connection.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# Runs a command pinned to a core; always started in the background, where exec makes $! the
-# command's own pid (so that the kill below hits the edge, not a subshell).
-pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
+# taskset execs the command, so $! below is the process itself (the kill hits the edge).
 
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/tickcast-failover.XXXXXX")
 SYMBOL_FILE="$LOGDIR/symbols.csv"
@@ -54,17 +51,17 @@ REDIS="redis://127.0.0.1:${REDIS_PORT}"
 pids=()
 stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop EXIT
-pin 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+"${LOAD_PIN[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
 pids+=($!)
 sleep 0.3
-pin 1 "$BIN" --role simulator --redis "$REDIS" --addr "127.0.0.1:${BASE_PORT}" \
+"${LOAD_PIN[@]}" "$BIN" --role simulator --redis "$REDIS" --addr "127.0.0.1:${BASE_PORT}" \
   --start "$START" --seed 1 --rate "$RATE" --symbols "$SYMBOL_FILE" 2>"$LOGDIR/simulator.log" &
 pids+=($!)
 sleep 0.5
 edges=()
 for i in 1 2 3; do
   port=$((BASE_PORT + i))
-  pin 0 "$BIN" --role edge --redis "$REDIS" --addr "127.0.0.1:${port}" --symbols "$SYMBOL_FILE" \
+  "${SERVER_PIN[@]}" "$BIN" --role edge --redis "$REDIS" --addr "127.0.0.1:${port}" --symbols "$SYMBOL_FILE" \
     --max-clients 20000 --max-connections-per-ip 50000 2>"$LOGDIR/edge-$i.log" &
   pids+=($!)
   edges+=($!)
@@ -76,7 +73,7 @@ for i in 1 2 3; do
   done
 done
 echo "failover.sh: $CLIENTS clients, --rate $RATE, $SYMBOLS symbols; logs in $LOGDIR" >&2
-pin 1 "$LOAD" --url "http://127.0.0.1:$((BASE_PORT + 1))/quotes" \
+"${LOAD_PIN[@]}" "$LOAD" --url "http://127.0.0.1:$((BASE_PORT + 1))/quotes" \
   --url "http://127.0.0.1:$((BASE_PORT + 2))/quotes" --url "http://127.0.0.1:$((BASE_PORT + 3))/quotes" \
   --clients "$CLIENTS" --ramp "$RAMP" --duration "$DURATION" --reconnect --retry-ms "$RETRY_MS" \
   --json-only --quiet &

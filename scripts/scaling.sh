@@ -66,14 +66,8 @@ for v in "$DURATION" "$RAMP" "$PORT"; do
   [[ $v =~ ^[0-9]+$ ]] || { echo "scaling.sh: DURATION, RAMP and PORT must be whole numbers" >&2; exit 2; }
 done
 
-# Both processes need a descriptor per connection.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
 source scripts/bench_lib.sh
-pin_cores scaling.sh
-
-echo "== building release binaries" >&2
-cargo build --release --bin tickcast --bin tickcast-load >&2
+bench_setup scaling.sh
 
 SERVER_PID=""
 SIM_PID=""

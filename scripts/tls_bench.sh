@@ -40,12 +40,8 @@ for m in $MODES; do
   case $m in h1 | tls-h1 | tls-h2) ;; *) echo "tls_bench.sh: unknown mode '$m'" >&2; exit 2 ;; esac
 done
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source scripts/bench_lib.sh
-pin_cores tls_bench.sh
-
-echo "== building release binaries" >&2
-cargo build --release --bin tickcast --bin tickcast-load >&2
+bench_setup tls_bench.sh
 
 SERVER_PID=""
 stop_server() { stop_pid SERVER_PID; }
