@@ -162,48 +162,6 @@ async fn logs_are_plain_text_off_a_terminal_or_json_on_request() {
     }
 }
 
-/// Starts the binary on an ephemeral port and returns it with its address (read from the log).
-async fn spawn_server(extra: &[&str]) -> (Child, String) {
-    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
-    let mut args = vec!["--symbols", symbols];
-    args.extend_from_slice(extra);
-    spawn_server_in(&std::env::temp_dir(), &args).await
-}
-
-/// Starts the binary in `dir` with only the given flags (plus an ephemeral port unless they
-/// name an `--addr`).
-async fn spawn_server_in(dir: &std::path::Path, args: &[&str]) -> (Child, String) {
-    let default_addr: &[&str] = if args.contains(&"--addr") {
-        &[]
-    } else {
-        &["--addr", "127.0.0.1:0"]
-    };
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .args(default_addr)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(common::STEP, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("server starts in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 /// Sends SIGTERM and checks the server exits 0 in time.
 async fn stop_cleanly(child: &mut Child) {
     sigterm(child);
@@ -225,7 +183,7 @@ fn sigterm(child: &Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_streams_and_exits_zero() {
-    let (mut child, addr) = spawn_server(&["--seed", "1"]).await;
+    let (mut child, addr) = common::spawn_server(&["--seed", "1"]).await;
     let mut sse =
         common::SseClient::connect(&common::http1(), &format!("http://{addr}/quotes"), &[]).await;
     sse.next_named("snapshot").await;
@@ -237,7 +195,7 @@ async fn sigterm_ends_open_streams_and_exits_zero() {
 async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quotes() {
     // 120 symbols x 100 updates/s ~ 4 MB/s of frames; the history holds only 500 updates.
     // Midday, so the rate is the average one (the open is 2.5 times as busy).
-    let (mut child, addr) = spawn_server(&[
+    let (mut child, addr) = common::spawn_server(&[
         "--seed",
         "1",
         "--start",
@@ -308,7 +266,7 @@ async fn a_client_that_stops_reading_costs_bounded_memory_then_gets_latest_quote
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_threaded_runtime_streams_and_resumes() {
-    let (mut child, addr) = spawn_server(&[
+    let (mut child, addr) = common::spawn_server(&[
         "--seed",
         "1",
         "--threads",
@@ -343,7 +301,7 @@ async fn single_threaded_runtime_streams_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copied_binary_runs_anywhere_with_its_built_in_symbols_and_page() {
     // No --symbols and no web/ in the working directory: both come from the binary.
-    let (mut child, addr) = spawn_server_in(&std::env::temp_dir(), &["--seed", "1"]).await;
+    let (mut child, addr) = common::spawn_server_in(&std::env::temp_dir(), &["--seed", "1"]).await;
     let (status, _, health) = common::get_json(&format!("http://{addr}/healthz")).await;
     assert_eq!(status, 200);
     assert_eq!(health["symbols"], 120);
@@ -360,7 +318,7 @@ async fn a_copied_binary_runs_anywhere_with_its_built_in_symbols_and_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn addr_takes_a_host_name() {
     // `localhost:0` is resolved to a loopback address, not refused as bad syntax.
-    let (mut child, addr) = spawn_server(&["--addr", "localhost:0"]).await;
+    let (mut child, addr) = common::spawn_server(&["--addr", "localhost:0"]).await;
     let ip: std::net::SocketAddr = addr.parse().expect("the log names the address it bound");
     assert!(ip.ip().is_loopback(), "{addr}");
     let (status, _, health) = common::get_json(&format!("http://{addr}/healthz")).await;
@@ -387,7 +345,7 @@ async fn a_burst_of_connections_waits_in_the_listen_backlog() {
         return;
     }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let (mut child, addr) = spawn_server(&["--seed", "1"]).await;
+    let (mut child, addr) = common::spawn_server(&["--seed", "1"]).await;
     let pid = child.id().expect("running").to_string();
     // Stopped, the server accepts nothing: the burst can only wait in the backlog.
     let stop = |signal: &str| {

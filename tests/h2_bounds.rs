@@ -10,11 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tickcast");
 
 /// The largest flow-control window HTTP/2 allows (RFC 9113, section 6.9.1).
 const HUGE_WINDOW: u32 = (1 << 31) - 1;
@@ -131,39 +128,11 @@ fn rss(pid: u32) -> u64 {
     kb * 1024
 }
 
-/// Starts the binary on an ephemeral port; returns it and its address (from the log).
-async fn spawn_server(args: &[&str]) -> (Child, String) {
-    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0", "--symbols", symbols])
-        .args(["--start", common::MIDDAY])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(common::STEP, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("server starts in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_reader_with_a_huge_window_that_never_reads_costs_bounded_memory() {
     // A busy feed (about 6,000 events/s), so an unread stream has plenty to buffer.
-    let (child, addr) = spawn_server(&["--seed", "1", "--rate", "50"]).await;
+    let (child, addr) =
+        common::spawn_server(&["--start", common::MIDDAY, "--seed", "1", "--rate", "50"]).await;
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss(pid);

@@ -251,3 +251,50 @@ pub fn write_cert(name: &str) -> (std::path::PathBuf, String, String) {
     let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
     (dir, path(cert), path(key))
 }
+
+/// Starts the binary (a process of its own) on an ephemeral port with `data/symbols.csv` and
+/// `extra` flags; returns it with its address, read from its log.
+pub async fn spawn_server(extra: &[&str]) -> (tokio::process::Child, String) {
+    let symbols = concat!(env!("CARGO_MANIFEST_DIR"), "/data/symbols.csv");
+    let mut args = vec!["--symbols", symbols];
+    args.extend_from_slice(extra);
+    spawn_server_in(&std::env::temp_dir(), &args).await
+}
+
+/// Starts the binary in `dir` with only the given flags (plus an ephemeral port unless they
+/// name an `--addr`).
+pub async fn spawn_server_in(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (tokio::process::Child, String) {
+    let default_addr: &[&str] = if args.contains(&"--addr") {
+        &[]
+    } else {
+        &["--addr", "127.0.0.1:0"]
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .current_dir(dir)
+        .args(default_addr)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(STEP, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("server exited before listening");
+    })
+    .await
+    .expect("server starts in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
