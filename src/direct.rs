@@ -417,24 +417,33 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         };
         let mut shutdown = stream.shutdown_signal();
-        tokio::select! {
-            written = tokio::time::timeout(write_timeout, write_chunk(&mut socket, chunk.parts)) => {
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        metrics
-                            .streams_evicted
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return;
-                    }
-                }
+        let write = tokio::time::timeout(write_timeout, write_chunk(&mut socket, chunk.parts));
+        tokio::pin!(write);
+        let written = tokio::select! {
+            written = &mut write => written,
+            // Shutdown during a write: a client that reads gets the rest of the chunk and then
+            // the end of the body; one that does not read must not hold up shutdown.
+            () = shutdown.wait() => match tokio::time::timeout(SHUTDOWN_WRITE_GRACE, &mut write).await {
+                Ok(written) => written,
+                Err(_) => return,
+            },
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                metrics
+                    .streams_evicted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
             }
-            // A client that does not read must not hold up shutdown.
-            () = shutdown.wait() => return,
         }
     }
 }
+
+/// How long a write in progress when shutdown begins may take to finish, so that the stream
+/// can still end with the last chunk (a clean end of body, not a cut connection).
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(1);
 
 /// One HTTP chunk (`{len:x}\r\n{parts...}\r\n`) as vectored writes: the frame bytes are
 /// shared, never copied.

@@ -329,3 +329,48 @@ async fn a_stream_served_by_hyper_that_stops_reading_is_closed_on_the_write_dead
     drop(stalled);
     server.stop().await;
 }
+
+/// A stream whose write is held up by a slow reader when shutdown begins still ends with the
+/// last chunk once the reader catches up within the grace (a clean end of body, not a cut
+/// connection); shutdown itself stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_blocked_in_a_write_at_shutdown_still_ends_cleanly() {
+    // A fast feed, so that unread streams fill their socket buffers and the writes block.
+    let server = common::start(&["--seed", "1", "--rate", "50", "--flush-ms", "0"]).await;
+    let mut sockets = Vec::new();
+    for _ in 0..10 {
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        socket
+            .write_all(b"GET /quotes HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    // Nobody reads for two seconds: every stream is blocked in a write by then.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move {
+                // The readers come back a moment after shutdown began.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let mut body = Vec::new();
+                tokio::time::timeout(common::STEP, socket.read_to_end(&mut body))
+                    .await
+                    .expect("the stream ends in time")
+                    .expect("no reset");
+                body
+            })
+        })
+        .collect();
+    server.stop().await;
+    for (i, reader) in readers.into_iter().enumerate() {
+        let body = reader.await.unwrap();
+        assert!(
+            body.ends_with(b"\r\n0\r\n\r\n"),
+            "stream {i}: {} bytes, ending {:?}",
+            body.len(),
+            String::from_utf8_lossy(&body[body.len().saturating_sub(60)..])
+        );
+    }
+}
